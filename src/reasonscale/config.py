@@ -1,0 +1,161 @@
+"""Run configuration: pydantic models, one YAML file per run, dotted overrides, helpful errors on unknown keys."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that names the key and, where possible, the intended one."""
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(Section):
+    path: str = Field(description="local directory or Hugging Face id of the policy model")
+    engine: Literal["hf", "vllm", "openai", "ray"] = "hf"
+    device: str = "auto"
+    dtype: str = "auto"
+    max_batch_size: int = Field(64, ge=1)
+    chat_template: bool = Field(False, description="wrap questions in the model's chat template")
+
+
+class SamplingConfig(Section):
+    temperature: float = Field(0.8, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(256, ge=1)
+    seed: int = 0
+
+
+class LabTaskConfig(Section):
+    levels: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
+    per_level: int = Field(40, ge=1)
+    seed: int = 0
+
+
+class FieldNames(Section):
+    """Field names of a user JSONL file."""
+
+    id: str | None = None
+    question: str = "question"
+    answer: str = "answer"
+    level: str | None = None
+
+
+class TaskConfig(Section):
+    name: Literal["gsm8k", "math", "jsonl", "lab"]
+    path: str | None = Field(None, description="JSONL file (default: the task's standard location)")
+    split: str = "test"
+    limit: int | None = Field(None, ge=1)
+    few_shot: int = Field(0, ge=0)
+    step_delimiter: str | None = None
+    fields: FieldNames = Field(default_factory=FieldNames)
+    grader: Literal["numeric", "math"] = Field("math", description="answer grading for the jsonl task")
+    lab: LabTaskConfig = Field(default_factory=LabTaskConfig)
+
+
+class StrategyConfig(Section):
+    name: Literal["greedy", "majority", "best_of_n", "weighted_best_of_n", "pass_at_k"]
+    n: int = Field(1, ge=1)
+    verifier: str | None = Field(None, description="scorer for best-of-N: oracle, prm, orm...")
+    aggregate: Literal["last", "min", "prod", "mean"] = "last"
+
+
+class RunConfig(Section):
+    model: ModelConfig
+    task: TaskConfig
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    strategies: list[StrategyConfig] = Field(default_factory=lambda: [StrategyConfig(name="greedy")])
+    output_dir: str = "runs/default"
+    cache_path: str | None = Field(None, description="shared generation cache (default: in output_dir)")
+
+
+def _closest(key: str, model: type[BaseModel] | None) -> str:
+    if model is None:
+        return ""
+    match = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.5)
+    return f"; did you mean '{match[0]}'?" if match else f"; valid keys: {', '.join(model.model_fields)}"
+
+
+def _section_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config class that holds the key at `path` (for suggestions)."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if isinstance(current, type) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        current = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if current is None:
+            return None
+    return current
+
+
+def describe_errors(error: ValidationError, model: type[BaseModel], source: str) -> str:
+    lines = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        dotted = ".".join(str(p) for p in loc)
+        if item["type"] == "extra_forbidden":
+            hint = _closest(str(loc[-1]), _section_at(model, loc[:-1]))
+            lines.append(f"{source}: unknown key '{dotted}'{hint}")
+        else:
+            lines.append(f"{source}: '{dotted}': {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'search.n=16' -> (['search', 'n'], 16); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.path=value")
+    key, value = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node: Any = data
+        for part in path[:-1]:
+            if isinstance(node, list):
+                node = node[int(part)]
+            else:
+                node = node.setdefault(part, {})
+        if isinstance(node, list):
+            node[int(path[-1])] = value
+        else:
+            node[path[-1]] = value
+    return data
+
+
+def validate(model: type[BaseModel], data: dict[str, Any], source: str):
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(describe_errors(error, model, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None, model: type[BaseModel] = RunConfig):
+    """Read a YAML config, apply `key.path=value` overrides, and validate it (before any model loads)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    return validate(model, apply_overrides(data, overrides or []), str(path))

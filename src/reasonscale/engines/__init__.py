@@ -1,0 +1,18 @@
+"""Engines: one protocol, several backends, built from a ModelConfig."""
+
+from __future__ import annotations
+
+from reasonscale.config import ModelConfig
+from reasonscale.engines.base import Engine, SampleRequest
+
+
+def build_engine(cfg: ModelConfig) -> Engine:
+    """The engine the config names. Backends import lazily so optional extras stay optional."""
+    if cfg.engine == "hf":
+        from reasonscale.engines.hf import HFEngine
+
+        return HFEngine(cfg.path, device=cfg.device, dtype=cfg.dtype, max_batch_size=cfg.max_batch_size)
+    raise NotImplementedError(f"engine '{cfg.engine}' is not available yet")
+
+
+__all__ = ["Engine", "SampleRequest", "build_engine"]

@@ -1,0 +1,58 @@
+"""A caching wrapper over any engine: samples already in the store are never generated again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from reasonscale.engines.base import Engine, SampleRequest
+from reasonscale.store import Store, generation_key
+from reasonscale.types import Completion, SamplingParams
+
+
+class CachedEngine(Engine):
+    """Looks every sample up by content key, generates only the missing ones, and commits them chunk by chunk.
+
+    `on_generated(k)` is called after each committed chunk of k fresh samples (progress bars hook in here).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        chunk_size: int = 64,
+        on_generated: Callable[[int], None] | None = None,
+    ):
+        self.engine = engine
+        self.store = store
+        self.chunk_size = chunk_size
+        self.on_generated = on_generated
+        self.model_id = engine.model_id
+        self.num_parameters = engine.num_parameters
+        self.hits = 0
+        self.misses = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.engine, name)  # render_chat, tokenizer... of the wrapped engine
+
+    def complete(self, requests: Sequence[SampleRequest], params: SamplingParams) -> list[Completion]:
+        keys = [generation_key(self.model_id, r.prompt, params, r.index) for r in requests]
+        found = self.store.get_generations(keys)
+        missing: dict[str, SampleRequest] = {}
+        for key, request in zip(keys, requests):
+            if key not in found:
+                missing.setdefault(key, request)
+        fresh: dict[str, Completion] = {}
+        pending = list(missing.items())
+        for start in range(0, len(pending), self.chunk_size):
+            chunk = pending[start : start + self.chunk_size]
+            made = self.engine.complete([r for _, r in chunk], params)
+            self.store.put_generations(self.model_id, [(k, c) for (k, _), c in zip(chunk, made)])
+            fresh.update((k, c) for (k, _), c in zip(chunk, made))
+            if self.on_generated:
+                self.on_generated(len(chunk))
+        self.misses += len(fresh)
+        self.hits += len(requests) - len(fresh)
+        return [fresh.get(k) or found[k] for k in keys]
+
+    def close(self) -> None:
+        self.engine.close()
