@@ -27,6 +27,24 @@ class ModelConfig(Section):
     dtype: str = "auto"
     max_batch_size: int = Field(64, ge=1)
     chat_template: bool = Field(False, description="wrap questions in the model's chat template")
+    # openai: any OpenAI-compatible server
+    base_url: str | None = Field(None, description="server URL including /v1, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key (never stored)")
+    api: Literal["completions", "chat"] = Field("completions", description="chat sends each prompt as a user turn")
+    served_model_name: str | None = Field(None, description="model name the server knows (default: path)")
+    concurrency: int = Field(16, ge=1, description="requests in flight at once")
+    request_timeout: float = Field(300.0, gt=0, description="seconds before one request is abandoned and retried")
+    max_retries: int = Field(6, ge=0, description="retries of a failed request (429, 5xx, timeouts, resets)")
+    # vllm
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_model_len: int | None = Field(None, ge=1, description="context length (default: the model's)")
+    # ray: data-parallel replicas of another engine
+    replicas: int = Field(2, ge=1)
+    replica_engine: Literal["hf", "vllm"] = "hf"
+    ray_address: str | None = Field(None, description="existing cluster, e.g. ray://head:10001 or auto")
+    cpus_per_replica: float = Field(1.0, ge=0)
+    gpus_per_replica: float | None = Field(None, ge=0, description="default: tensor_parallel_size for vllm, else 0")
 
 
 class SamplingConfig(Section):
@@ -64,10 +82,17 @@ class TaskConfig(Section):
 
 
 class StrategyConfig(Section):
-    name: Literal["greedy", "majority", "best_of_n", "weighted_best_of_n", "pass_at_k"]
+    name: Literal["greedy", "majority", "best_of_n", "weighted_best_of_n", "pass_at_k", "beam", "lookahead", "dvts"]
     n: int = Field(1, ge=1)
-    verifier: str | None = Field(None, description="scorer for best-of-N: oracle, prm, orm...")
+    budgets: list[int] | None = Field(None, description="budgets N to report (default: powers of two up to n)")
+    verifier: str | None = Field(None, description="scorer: oracle, prm, orm (or prm:PATH, orm:PATH)")
+    verifier_path: str | None = Field(None, description="model directory or HF id of a prm / orm verifier")
+    verifier_options: dict[str, Any] = Field(default_factory=dict, description="PRM format overrides (step_tag...)")
     aggregate: Literal["last", "min", "prod", "mean"] = "last"
+    beam_width: int = Field(4, ge=1, description="M: expansions per kept beam (beam, lookahead), subtree width (dvts)")
+    max_rounds: int = Field(12, ge=1, description="step rounds before unfinished solutions are completed in one go")
+    lookahead: int = Field(1, ge=0, description="k: greedy steps rolled out to score a step (lookahead)")
+    step_max_tokens: int = Field(48, ge=1, description="token limit of one step in step-wise search")
 
 
 class RunConfig(Section):

@@ -12,7 +12,19 @@ def build_engine(cfg: ModelConfig) -> Engine:
         from reasonscale.engines.hf import HFEngine
 
         return HFEngine(cfg.path, device=cfg.device, dtype=cfg.dtype, max_batch_size=cfg.max_batch_size)
-    raise NotImplementedError(f"engine '{cfg.engine}' is not available yet")
+    if cfg.engine == "vllm":
+        from reasonscale.engines.vllm import VLLMEngine
+
+        return VLLMEngine.from_config(cfg)
+    if cfg.engine == "openai":
+        from reasonscale.engines.openai import OpenAIEngine
+
+        return OpenAIEngine.from_config(cfg)
+    if cfg.engine == "ray":
+        from reasonscale.engines.ray import RayEngine
+
+        return RayEngine.from_config(cfg)
+    raise ValueError(f"unknown engine '{cfg.engine}'")
 
 
 __all__ = ["Engine", "SampleRequest", "build_engine"]

@@ -39,13 +39,13 @@ _MIXERS = [(30, _int64(0xBF58476D1CE4E5B9)), (27, _int64(0x94D049BB133111EB)), (
 
 def counter_uniform(seeds: torch.Tensor, step: int, vocab_size: int) -> torch.Tensor:
     """Uniform numbers in (0, 1) of shape (len(seeds), vocab_size), a pure function of (seed, step, token)."""
-    tokens = torch.arange(vocab_size, device=seeds.device, dtype=torch.int64)
-    x = seeds[:, None] * _int64(0x9E3779B97F4A7C15) + _int64((step + 1) * 0x632BE59BD9B4E019)
-    x = x + tokens[None, :] * 0x2545F491
-    for shift, mult in _MIXERS:
-        x = (x ^ (x >> shift)) * mult  # a splitmix-style mixer over wrapping int64 arithmetic
-    x = x ^ (x >> 29)
-    return ((x & _MASK53).to(torch.float64) + 0.5) / float(1 << 53)
+    tokens = torch.arange(vocab_size, device=seeds.device, dtype=torch.int64).mul_(0x2545F491)
+    row = seeds * _int64(0x9E3779B97F4A7C15) + _int64((step + 1) * 0x632BE59BD9B4E019)
+    x = row[:, None] + tokens[None, :]
+    for shift, mult in _MIXERS:  # a splitmix-style mixer over wrapping int64 arithmetic, in place
+        x.bitwise_xor_(x >> shift).mul_(mult)
+    x.bitwise_xor_(x >> 29).bitwise_and_(_MASK53)
+    return x.to(torch.float64).add_(0.5).div_(float(1 << 53))
 
 
 class SeededSampler(LogitsProcessor):
@@ -66,9 +66,8 @@ class SeededSampler(LogitsProcessor):
             drop = drop_sorted.scatter(-1, order, drop_sorted)
             logits = logits.masked_fill(drop, float("-inf"))
         step = input_ids.shape[1] - self.prompt_width
-        uniform = counter_uniform(self.row_seeds, step, logits.shape[-1]).to(logits.device)
-        gumbel = -torch.log(-torch.log(uniform)).to(logits.dtype)
-        return logits + gumbel
+        gumbel = counter_uniform(self.row_seeds, step, logits.shape[-1]).log_().neg_().log_().neg_()
+        return logits.add_(gumbel.to(logits.dtype))
 
 
 class StopTracker(StoppingCriteria):
@@ -84,21 +83,16 @@ class StopTracker(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
         produced = input_ids.shape[1] - self.prompt_width
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        for row, length in enumerate(self.lengths):
-            if length is not None:
-                done[row] = True
-                continue
-            ids = input_ids[row, self.prompt_width :]
-            if int(ids[-1]) in self.eos_ids or self._has_stop(ids):
+        window = input_ids[:, -min(self.tail, produced) :].tolist()  # one transfer for the whole batch
+        for row, ids in enumerate(window):
+            if self.lengths[row] is None and (ids[-1] in self.eos_ids or self._has_stop(ids)):
                 self.lengths[row] = produced
-                done[row] = True
-        return done
+        return torch.tensor([n is not None for n in self.lengths], device=input_ids.device)
 
-    def _has_stop(self, ids: torch.Tensor) -> bool:
+    def _has_stop(self, ids: list[int]) -> bool:
         if not self.stops:
             return False
-        tail = self.tokenizer.decode(ids[-self.tail :].tolist(), skip_special_tokens=True)
+        tail = self.tokenizer.decode(ids, skip_special_tokens=True)
         return any(s in tail for s in self.stops)
 
 
@@ -162,29 +156,39 @@ class HFEngine(Engine):
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def complete(self, requests: Sequence[SampleRequest], params: SamplingParams) -> list[Completion]:
-        order = sorted(range(len(requests)), key=lambda k: len(requests[k].prompt))
-        results: list[Completion | None] = [None] * len(requests)
+        seeds = [sample_seed(params.seed, r.prompt, r.index) for r in requests]
+        return self.complete_seeded([r.prompt for r in requests], seeds, params)
+
+    def complete_seeded(self, prompts: Sequence[str], seeds: Sequence[int], params: SamplingParams) -> list[Completion]:
+        """One completion per prompt, each sampled from its own noise stream `seeds[k]` (unused when greedy).
+
+        `complete` derives the seeds with `sample_seed`; a server that receives per-sample seeds calls this directly.
+        """
+        order = sorted(range(len(prompts)), key=lambda k: len(prompts[k]))
+        results: list[Completion | None] = [None] * len(prompts)
         for start in range(0, len(order), self.max_batch_size):
             batch = order[start : start + self.max_batch_size]
-            for k, completion in zip(batch, self._complete_batch([requests[k] for k in batch], params)):
+            made = self._complete_batch([prompts[k] for k in batch], [seeds[k] for k in batch], params)
+            for k, completion in zip(batch, made):
                 results[k] = completion
         return results  # type: ignore[return-value]
 
     def _encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        """Left-padded ids; a prompt that already starts with the BOS text gets no second BOS."""
         bos = self.tokenizer.bos_token
-        add_special = not (bos and all(p.startswith(bos) for p in prompts))
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add_special)
+        ids = [self.tokenizer(p, add_special_tokens=not (bos and p.startswith(bos)))["input_ids"] for p in prompts]
+        enc = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
     @torch.inference_mode()
-    def _complete_batch(self, requests: list[SampleRequest], params: SamplingParams) -> list[Completion]:
-        enc = self._encode([r.prompt for r in requests])
+    def _complete_batch(self, prompts: list[str], seeds: list[int], params: SamplingParams) -> list[Completion]:
+        enc = self._encode(prompts)
         width = enc["input_ids"].shape[1]
-        tracker = StopTracker(self.tokenizer, params.stop, self.eos_ids, width, len(requests))
+        tracker = StopTracker(self.tokenizer, params.stop, self.eos_ids, width, len(prompts))
         processors = LogitsProcessorList()
         if params.temperature > 0:
-            seeds = torch.tensor([sample_seed(params.seed, r.prompt, r.index) for r in requests])
-            processors.append(SeededSampler(seeds, params.temperature, params.top_p, width))
+            row_seeds = torch.tensor([_int64(s) for s in seeds], dtype=torch.int64, device=self.device)
+            processors.append(SeededSampler(row_seeds, params.temperature, params.top_p, width))
         config = GenerationConfig(
             max_new_tokens=params.max_tokens,
             do_sample=False,

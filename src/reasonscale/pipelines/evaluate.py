@@ -1,4 +1,5 @@
-"""Evaluate a policy on a task: greedy, majority@N, best-of-N (plain / weighted) and pass@k from one sample pool.
+"""Evaluate a policy on a task: greedy, majority@N, best-of-N (plain / weighted) and pass@k from one sample pool,
+and the step-wise searches (beam, lookahead, DVTS) run once per budget.
 
 Problems are processed in chunks; each finished problem is committed to the run store, and every sample is
 cached, so a killed run resumes where it stopped and a re-run performs no model calls.
@@ -17,7 +18,11 @@ from reasonscale.config import RunConfig, StrategyConfig
 from reasonscale.engines import Engine, build_engine
 from reasonscale.engines.cached import CachedEngine
 from reasonscale.progress import Progress
+from reasonscale.search.beam import beam_search
+from reasonscale.search.dvts import dvts
+from reasonscale.search.lookahead import lookahead_search
 from reasonscale.search.selection import best_of_n, budgets, majority_vote, pass_at_k, weighted_vote
+from reasonscale.search.stepwise import SearchResult, StepSearch
 from reasonscale.store import Store
 from reasonscale.summary import summarize, write_outputs
 from reasonscale.tasks import Task, build_task
@@ -26,6 +31,7 @@ from reasonscale.verifiers import build_verifier
 from reasonscale.verifiers.base import Verifier, aggregate
 
 POOL_STRATEGIES = ("majority", "best_of_n", "weighted_best_of_n", "pass_at_k")
+STEP_STRATEGIES = ("beam", "lookahead", "dvts")
 
 
 def strategy_label(strategy: StrategyConfig) -> str:
@@ -36,6 +42,19 @@ def strategy_label(strategy: StrategyConfig) -> str:
     return f"{strategy.name}[{suffix}]"
 
 
+def verifier_key(strategy: StrategyConfig) -> str | None:
+    """Which verifier instance a strategy uses: its name, with the model path when one is given."""
+    if strategy.verifier is None or strategy.verifier_path is None:
+        return strategy.verifier
+    return f"{strategy.verifier}:{strategy.verifier_path}"
+
+
+def strategy_budgets(strategy: StrategyConfig, available: int | None = None) -> list[int]:
+    """The budgets reported for a strategy: its configured list, else powers of two up to n (capped by a pool)."""
+    top = strategy.n if available is None else min(strategy.n, available)
+    return [b for b in strategy.budgets if b <= top] if strategy.budgets else budgets(top)
+
+
 def run_key(cfg: RunConfig) -> str:
     """Identity of a run's results: everything but where they are written."""
     data = cfg.model_dump(exclude={"output_dir", "cache_path"})
@@ -44,7 +63,7 @@ def run_key(cfg: RunConfig) -> str:
 
 def check_strategies(strategies: Sequence[StrategyConfig]) -> None:
     for s in strategies:
-        needs_verifier = s.name in ("best_of_n", "weighted_best_of_n")
+        needs_verifier = s.name in ("best_of_n", "weighted_best_of_n", *STEP_STRATEGIES)
         if needs_verifier and s.verifier is None:
             raise ValueError(f"strategy '{s.name}' needs a verifier (e.g. verifier: oracle)")
 
@@ -92,13 +111,16 @@ class Evaluator:
             }
             for (_, c), a, ok in zip(flat, answers, correct)
         ]
+        for record, (_, c) in zip(records, flat):
+            record["flops"] = 2.0 * self.engine.num_parameters * (c.prompt_tokens + c.completion_tokens)
         for name, verifier in self.verifiers.items():
-            calls, tokens = verifier.usage.verifier_calls, verifier.usage.verifier_tokens
+            calls, tokens, flops = verifier.usage.verifier_calls, verifier.usage.verifier_tokens, verifier.usage.flops
             scores = verifier.score([p for p, _ in flat], steps)
-            per_call = (verifier.usage.verifier_tokens - tokens) / max(1, verifier.usage.verifier_calls - calls)
+            spent = max(1, verifier.usage.verifier_calls - calls)
             for record, step_scores in zip(records, scores):
                 record["step_scores"][name] = step_scores
-                record["verifier_tokens"] = record.get("verifier_tokens", 0) + per_call
+                record["verifier_tokens"] = record.get("verifier_tokens", 0) + (verifier.usage.verifier_tokens - tokens) / spent
+                record["flops"] += (verifier.usage.flops - flops) / spent
         sizes = [len(cs) for cs in outputs]
         grouped, start = [], 0
         for size in sizes:
@@ -127,7 +149,32 @@ class Evaluator:
                 groups = self.task.group_answers([c["answer"] for c in candidates])
                 for strategy in pool:
                     record["strategies"].update(select(strategy, candidates, groups))
+        for strategy in (s for s in self.cfg.strategies if s.name in STEP_STRATEGIES):
+            for n in strategy_budgets(strategy):
+                results = self.search(strategy, problems, prompts, n)
+                correct = self.task.grade(problems, [r.answer for r in results])
+                for record, result, ok in zip(records, results, correct):
+                    record["strategies"][f"{strategy_label(strategy)}@{n}"] = search_outcome(result, ok, n)
         return records
+
+    def search(self, strategy: StrategyConfig, problems: Sequence[Problem], prompts: list[str], n: int) -> list[SearchResult]:
+        """Run one step-wise strategy at budget n on a chunk of problems."""
+        search = StepSearch(
+            self.task,
+            self.engine,
+            self.verifiers[verifier_key(strategy)],
+            problems,
+            prompts,
+            self.params(1, greedy=False),
+            step_max_tokens=strategy.step_max_tokens,
+            aggregation=strategy.aggregate,
+        )
+        width, rounds = strategy.beam_width, strategy.max_rounds
+        if strategy.name == "beam":
+            return beam_search(search, n, width, rounds)
+        if strategy.name == "lookahead":
+            return lookahead_search(search, n, width, rounds, strategy.lookahead)
+        return dvts(search, n, width, rounds)
 
 
 def choice(chosen: dict | None, used: Sequence[dict]) -> dict[str, Any]:
@@ -138,6 +185,24 @@ def choice(chosen: dict | None, used: Sequence[dict]) -> dict[str, Any]:
         "samples": len(used),
         "tokens": sum(c["prompt_tokens"] + c["completion_tokens"] for c in used),
         "verifier_tokens": sum(c.get("verifier_tokens", 0) for c in used),
+        "flops": sum(c.get("flops", 0.0) for c in used),
+    }
+
+
+def search_outcome(result: SearchResult, correct: bool, n: int) -> dict[str, Any]:
+    """A step-wise strategy's outcome, with the same fields as a pool strategy's plus call counts."""
+    usage = result.usage
+    chosen = None if result.chosen is None else result.candidates[result.chosen]
+    return {
+        "answer": result.answer,
+        "correct": bool(correct),
+        "samples": n,
+        "tokens": usage.prompt_tokens + usage.completion_tokens,
+        "verifier_tokens": usage.verifier_tokens,
+        "flops": usage.flops,
+        "policy_calls": usage.policy_calls,
+        "verifier_calls": usage.verifier_calls,
+        "text": None if chosen is None else chosen.text,
     }
 
 
@@ -145,7 +210,7 @@ def select(strategy: StrategyConfig, candidates: list[dict], groups: list[int | 
     """The outcome of one pool strategy at every budget up to its n."""
     label = strategy_label(strategy)
     out = {}
-    for k in budgets(min(strategy.n, len(candidates))):
+    for k in strategy_budgets(strategy, len(candidates)):
         head, head_groups = candidates[:k], groups[:k]
         if strategy.name == "pass_at_k":
             outcome = choice(None, head)
@@ -160,7 +225,7 @@ def select(strategy: StrategyConfig, candidates: list[dict], groups: list[int | 
 def pick(strategy: StrategyConfig, candidates: list[dict], groups: list[int | None]) -> int | None:
     if strategy.name == "majority":
         return majority_vote(groups)
-    scores = [aggregate(c["step_scores"][strategy.verifier], strategy.aggregate) for c in candidates]
+    scores = [aggregate(c["step_scores"][verifier_key(strategy)], strategy.aggregate) for c in candidates]
     if strategy.name == "best_of_n":
         return best_of_n(scores, [g is not None for g in groups])
     return weighted_vote(groups, scores)
@@ -178,8 +243,8 @@ def run_evaluation(
     out_dir.mkdir(parents=True, exist_ok=True)
     task = build_task(cfg.task)
     problems = task.load()
-    verifier_names = sorted({s.verifier for s in cfg.strategies if s.verifier})
-    verifiers = {name: build_verifier(name, task) for name in verifier_names}
+    specs = {verifier_key(s): s for s in cfg.strategies if s.verifier}
+    verifiers = {key: build_verifier(s.verifier, task, s.verifier_path, s.verifier_options) for key, s in specs.items()}
     store = Store(cfg.cache_path or out_dir / "store.sqlite")
     key = run_key(cfg)
     done = store.get_results(key)

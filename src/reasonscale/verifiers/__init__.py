@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from reasonscale.tasks.base import Task
 from reasonscale.verifiers.base import Verifier, aggregate
 
 
-def build_verifier(name: str, task: Task) -> Verifier:
-    """The verifier called `name` for `task` (modules import lazily)."""
-    if name == "oracle":
+def build_verifier(name: str, task: Task, path: str | None = None, options: dict[str, Any] | None = None) -> Verifier:
+    """The verifier called `name` for `task` (modules import lazily).
+
+    `prm` and `orm` load a model from `path`, or from the name itself written `prm:PATH`; `options` override the
+    checkpoint's PRM format (step_separator, step_tag, good_token, bad_token, mode...).
+    """
+    kind, _, inline = name.partition(":")
+    path = path or inline or None
+    if kind == "oracle":
         from reasonscale.verifiers.oracle import OracleVerifier
 
-        return OracleVerifier(task)
-    raise ValueError(f"unknown verifier '{name}': available: oracle (lab task)")
+        return OracleVerifier()
+    if kind in ("prm", "orm"):
+        if path is None:
+            raise ValueError(f"verifier '{kind}' needs a model path: write '{kind}:PATH' or set verifier_path")
+        from reasonscale.verifiers.orm import ORMVerifier
+        from reasonscale.verifiers.prm import PRMVerifier
+
+        return (PRMVerifier if kind == "prm" else ORMVerifier)(path, task, **(options or {}))
+    raise ValueError(f"unknown verifier '{name}': available: oracle (lab task), prm:PATH, orm:PATH")
 
 
 __all__ = ["Verifier", "aggregate", "build_verifier"]

@@ -1,0 +1,84 @@
+"""Quality of the lab presets: train (or reuse from the cache) weak, default and strong, then print by level
+greedy accuracy, sampled pass@1 (temperature 0.8, mean over 16 samples) and pass@16 on the default test mix,
+and the strong-minus-weak gap in greedy accuracy.
+
+    python benchmarks/bench_lab_quality.py [--presets weak default strong] [--per-level 40] [--samples 16]
+
+Targets: default pass@1 in [0.25, 0.75], pass@16 >= pass@1 + 0.20, accuracy falling with level, and strong
+ahead of weak by at least 10 points of greedy accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from reasonscale.config import LabTaskConfig, TaskConfig
+from reasonscale.engines.hf import HFEngine
+from reasonscale.lab.model import get_preset
+from reasonscale.lab.train import STATE_FILE, train_preset
+from reasonscale.tasks.lab import LabTask
+from reasonscale.types import Problem, SamplingParams
+
+MAX_TOKENS = 192
+
+
+def correctness(task: LabTask, engine: HFEngine, problems: list[Problem], params: SamplingParams) -> list[list[bool]]:
+    """For each problem, whether each of its `params.n` samples is right."""
+    outputs = engine.generate([task.format_prompt(p) for p in problems], params)
+    return [task.grade([p] * len(outs), [task.extract_answer(o.text) for o in outs]) for p, outs in zip(problems, outputs)]
+
+
+def evaluate(model_dir: Path, task: LabTask, problems: list[Problem], samples: int) -> dict[str, dict[str, float]]:
+    """Greedy accuracy, pass@1 and pass@`samples` per level and overall ("all")."""
+    engine = HFEngine(str(model_dir), device="cpu", max_batch_size=128)
+    greedy = correctness(task, engine, problems, SamplingParams(n=1, temperature=0.0, max_tokens=MAX_TOKENS))
+    sampled = correctness(task, engine, problems, SamplingParams(n=samples, temperature=0.8, max_tokens=MAX_TOKENS))
+    rows: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for p, g, s in zip(problems, greedy, sampled):
+        figures = (float(g[0]), sum(s) / len(s), float(any(s)))
+        rows[f"L{p.level}"].append(figures)
+        rows["all"].append(figures)
+    names = ("greedy", "pass@1", f"pass@{samples}")
+    return {key: {n: sum(f[i] for f in figs) / len(figs) for i, n in enumerate(names)} for key, figs in rows.items()}
+
+
+def print_table(name: str, table: dict[str, dict[str, float]]) -> None:
+    columns = list(next(iter(table.values())))
+    print(f"\n{name}")
+    print(f"{'level':<7}" + "".join(f"{c:>10}" for c in columns))
+    for key in sorted(table, key=lambda k: (k == "all", k)):
+        print(f"{key:<7}" + "".join(f"{table[key][c]:>10.3f}" for c in columns))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["weak", "default", "strong"])
+    parser.add_argument("--per-level", type=int, default=LabTaskConfig().per_level)
+    parser.add_argument("--samples", type=int, default=16)
+    args = parser.parse_args()
+    task = LabTask(TaskConfig(name="lab", lab=LabTaskConfig(per_level=args.per_level)))
+    problems = task.load()
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name in dict.fromkeys(args.presets):
+        started = time.perf_counter()
+        model_dir = train_preset(name)
+        state = json.loads((model_dir / STATE_FILE).read_text())
+        print(
+            f"[{name}] {model_dir}: {state['step']} steps, {state['elapsed_s']:.0f}s of training in all, "
+            f"{time.perf_counter() - started:.0f}s in this run"
+        )
+        started = time.perf_counter()
+        results[name] = evaluate(model_dir, task, problems, args.samples)
+        print(f"[{name}] evaluated in {time.perf_counter() - started:.0f}s")
+        print_table(f"{name} ({get_preset(name).model})", results[name])
+    if {"weak", "strong"} <= results.keys():
+        gap = results["strong"]["all"]["greedy"] - results["weak"]["all"]["greedy"]
+        print(f"\nstrong - weak greedy accuracy: {gap:+.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Builders of training data from policy samples: PRM labels from Monte-Carlo rollouts."""

@@ -1,0 +1,140 @@
+"""vLLM engine (optional extra `reasonscale[vllm]`): offline `vllm.LLM` with automatic prefix caching.
+
+Each sample is one vLLM request with its own `SamplingParams.seed` (`sample_seed(seed, prompt, index)`), so sample i
+of a prompt is the same in any batch. Prompts go in as token ids, tokenised like the hf engine (no second BOS when
+the prompt already starts with one). Stop strings are cut from the text and named in `Completion.stop` from vLLM's
+`stop_reason`; token counts come from vLLM's prompt and output token ids.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reasonscale.config import ModelConfig
+from reasonscale.engines.base import Engine, SampleRequest, sample_seed
+from reasonscale.types import Completion, SamplingParams
+
+
+class VLLMUnavailable(RuntimeError):
+    """vLLM cannot run here: it is not installed, or no GPU is visible."""
+
+
+def vllm_unavailable_reason() -> str | None:
+    """Why vLLM cannot run in this process, or None when it can."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError as error:
+        return f"vLLM is not installed ({error}); install reasonscale[vllm] on a machine with a CUDA GPU"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "vLLM needs a CUDA GPU and none is visible to this process"
+    return None
+
+
+def sampling_kwargs(request: SampleRequest, params: SamplingParams) -> dict[str, Any]:
+    """Keyword arguments of `vllm.SamplingParams` for one sample (greedy samples need no seed)."""
+    return {
+        "n": 1,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "max_tokens": params.max_tokens,
+        "stop": list(params.stop) or None,
+        "include_stop_str_in_output": False,
+        "seed": sample_seed(params.seed, request.prompt, request.index) if params.temperature > 0 else None,
+    }
+
+
+def to_completion(output: Any) -> Completion:
+    """A Completion from a `vllm.RequestOutput` holding one sample."""
+    sample = output.outputs[0]
+    return Completion(
+        text=sample.text,
+        finish_reason="length" if sample.finish_reason == "length" else "stop",
+        prompt_tokens=len(output.prompt_token_ids or ()),
+        completion_tokens=len(sample.token_ids),
+        stop=sample.stop_reason if isinstance(sample.stop_reason, str) else None,  # an int is a stop token id
+    )
+
+
+def count_parameters(path: str) -> int:
+    """Non-embedding parameters of a local safetensors checkpoint (0 when unknown); only FLOP counts use it."""
+    from safetensors import safe_open
+
+    total = 0
+    for file in sorted(Path(path).glob("*.safetensors")) if Path(path).is_dir() else []:
+        with safe_open(str(file), framework="pt") as weights:
+            for name in weights.keys():
+                if "embed" not in name:
+                    total += math.prod(weights.get_slice(name).get_shape())
+    return total
+
+
+class VLLMEngine(Engine):
+    """Runs a model with vLLM in this process (GPU), with prefix caching on."""
+
+    def __init__(
+        self,
+        path: str,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+    ):
+        reason = vllm_unavailable_reason()
+        if reason:
+            raise VLLMUnavailable(
+                f"engine 'vllm' is unavailable: {reason}. Use engine: hf here, or engine: openai with a vLLM server."
+            )
+        from vllm import LLM
+
+        from reasonscale.engines.hf import model_identity
+
+        self.llm = LLM(
+            model=path,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            enable_prefix_caching=True,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+        self.model_id = f"vllm:{model_identity(path)}"
+        self.num_parameters = count_parameters(path)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> VLLMEngine:
+        return cls(
+            cfg.path,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            dtype=cfg.dtype,
+            max_model_len=cfg.max_model_len,
+        )
+
+    def complete(self, requests: Sequence[SampleRequest], params: SamplingParams) -> list[Completion]:
+        from vllm import SamplingParams as VLLMSamplingParams
+
+        prompts = [{"prompt_token_ids": self._encode(r.prompt)} for r in requests]
+        sampling = [VLLMSamplingParams(**sampling_kwargs(r, params)) for r in requests]
+        outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
+        return [to_completion(output) for output in outputs]
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """The prompt string for a chat, with the model's chat template and a generation prompt."""
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def close(self) -> None:
+        import torch
+
+        self.llm = None
+        gc.collect()
+        torch.cuda.empty_cache()
+
+    def _encode(self, prompt: str) -> list[int]:
+        bos = self.tokenizer.bos_token
+        return self.tokenizer(prompt, add_special_tokens=not (bos and prompt.startswith(bos)))["input_ids"]

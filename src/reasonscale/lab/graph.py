@@ -1,0 +1,165 @@
+"""A lab problem as a computation graph: named quantities, each a constant or one operation on earlier ones.
+
+Text forms (short, since the lab models read one character per token):
+  question  "a=7, k=a*3, c=12, d=k-c. Find d."
+  step      "k=a*3=7*3=21"          (quantity = definition = operand values = result)
+  answer    "answer=9"
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+Operand = str | int  # a quantity name or a literal
+
+OPS: dict[str, Callable[[int, int], int]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "//": operator.floordiv,
+}
+COMMUTATIVE = frozenset({"+", "*"})
+MAX_QUESTION_CHARS = 2000
+
+_OPERAND = r"([a-z]|\d{1,9})"
+_CONSTANT_DEF = re.compile(r"([a-z])=(\d{1,9})")
+_OP_DEF = re.compile(rf"([a-z])={_OPERAND}(\+|-|\*|//){_OPERAND}")
+_QUESTION = re.compile(r"(.*)\. Find ([a-z])\.")
+
+
+def apply_op(op: str, left: int, right: int) -> int | None:
+    """`left op right`, or None where it is undefined (division by zero)."""
+    if op == "//" and right == 0:
+        return None
+    return OPS[op](left, right)
+
+
+def _operand(text: str) -> Operand:
+    return int(text) if text.isdigit() else text
+
+
+@dataclass(frozen=True)
+class Node:
+    """One quantity: a given constant (`op` is None) or `args[0] op args[1]`."""
+
+    name: str
+    value: int
+    op: str | None = None
+    args: tuple[Operand, ...] = ()
+
+    @property
+    def is_constant(self) -> bool:
+        return self.op is None
+
+    @property
+    def inputs(self) -> list[str]:
+        """The quantities this one is computed from."""
+        return [a for a in self.args if isinstance(a, str)]
+
+    def expression(self, values: Mapping[str, int] | None = None) -> str:
+        """The definition ("a*3"), or with `values` the same with every name replaced by its value ("7*3")."""
+        if self.is_constant:
+            return str(self.value)
+        left, right = (values[a] if values is not None and isinstance(a, str) else a for a in self.args)
+        return f"{left}{self.op}{right}"
+
+    def definition(self) -> str:
+        return f"{self.name}={self.expression()}"
+
+    def step(self, values: Mapping[str, int]) -> str:
+        """The canonical solution step that computes this quantity."""
+        return f"{self.name}={self.expression()}={self.expression(values)}={self.value}"
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The quantities of a problem in definition order (each after its inputs) and the one asked for."""
+
+    nodes: tuple[Node, ...]
+    target: str
+
+    @cached_property
+    def by_name(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
+    @cached_property
+    def values(self) -> dict[str, int]:
+        return {n.name: n.value for n in self.nodes}
+
+    @property
+    def answer(self) -> int:
+        return self.by_name[self.target].value
+
+    @property
+    def question(self) -> str:
+        return ", ".join(n.definition() for n in self.nodes) + f". Find {self.target}."
+
+    @cached_property
+    def needed(self) -> frozenset[str]:
+        """The quantities the answer depends on, the target included."""
+        seen: set[str] = set()
+        todo = [self.target]
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(self.by_name[name].inputs)
+        return frozenset(seen)
+
+    @property
+    def solution_steps(self) -> list[str]:
+        """The canonical solution: each needed operation in definition order, then the answer line."""
+        steps = [n.step(self.values) for n in self.nodes if n.name in self.needed and not n.is_constant]
+        return steps + [f"answer={self.answer}"]
+
+    @property
+    def solution(self) -> str:
+        return "\n".join(self.solution_steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "nodes": [{"name": n.name, "value": n.value, "op": n.op, "args": list(n.args)} for n in self.nodes],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Graph:
+        nodes = tuple(Node(d["name"], int(d["value"]), d["op"], tuple(d["args"])) for d in data["nodes"])
+        return cls(nodes, data["target"])
+
+    @classmethod
+    def from_question(cls, question: str) -> Graph:
+        """Rebuild the graph from its question text (values are recomputed); ValueError if it is malformed."""
+        match = _QUESTION.fullmatch(question.strip()[:MAX_QUESTION_CHARS])
+        if not match:
+            raise ValueError(f"not a lab question: {question[:80]!r}")
+        values: dict[str, int] = {}
+        nodes = [_parse_definition(text, values) for text in match.group(1).split(", ")]
+        if match.group(2) not in values:
+            raise ValueError(f"the question asks for undefined quantity '{match.group(2)}'")
+        return cls(tuple(nodes), match.group(2))
+
+
+def _parse_definition(text: str, values: dict[str, int]) -> Node:
+    """One "name=..." definition; `values` holds the quantities defined so far and gains this one."""
+    if match := _CONSTANT_DEF.fullmatch(text):
+        node = Node(match.group(1), int(match.group(2)))
+    elif match := _OP_DEF.fullmatch(text):
+        name, left, op, right = match.groups()
+        args = (_operand(left), _operand(right))
+        operands = [values.get(a) if isinstance(a, str) else a for a in args]
+        value = None if None in operands else apply_op(op, *operands)
+        if value is None:
+            raise ValueError(f"definition '{text}' uses an undefined quantity or divides by zero")
+        node = Node(name, value, op, args)
+    else:
+        raise ValueError(f"not a definition: {text!r}")
+    if node.name in values:
+        raise ValueError(f"quantity '{node.name}' is defined twice")
+    values[node.name] = node.value
+    return node

@@ -1,0 +1,92 @@
+"""Lab model presets: the size of a tiny Llama and the settings that train it from scratch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+
+MAX_SEQ_LEN = 512  # lab prompt + solution, in characters, stays well under this
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A decoder-only Llama: width, depth, heads and MLP width."""
+
+    hidden_size: int
+    layers: int
+    heads: int
+    mlp_size: int
+
+    def build(self, tokenizer: PreTrainedTokenizerBase, seed: int) -> LlamaForCausalLM:
+        """A freshly initialised model (same seed, same weights)."""
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=self.hidden_size,
+            intermediate_size=self.mlp_size,
+            num_hidden_layers=self.layers,
+            num_attention_heads=self.heads,
+            num_key_value_heads=self.heads,
+            max_position_embeddings=MAX_SEQ_LEN,
+            tie_word_embeddings=True,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How a preset is trained. `budget_s` caps wall time; it is not part of the run's identity."""
+
+    max_steps: int
+    batch_size: int
+    lr: float
+    level_weights: dict[int, float]
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio (1.0: constant after warm-up)
+    weight_decay: float = 0.1
+    budget_s: float = 600.0
+    checkpoint_every: int = 100
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    model: ModelSpec
+    train: TrainSpec = field(repr=False)
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that determines the trained weights (the wall-time budget aside)."""
+        settings = {"model": asdict(self.model), "train": asdict(self.train), "format": 1}
+        del settings["train"]["budget_s"], settings["train"]["checkpoint_every"]
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+_EASY_FIRST = {1: 0.3, 2: 0.25, 3: 0.2, 4: 0.15, 5: 0.1}
+
+PRESETS: dict[str, Preset] = {
+    "weak": Preset(
+        "weak",
+        ModelSpec(hidden_size=64, layers=2, heads=4, mlp_size=256),
+        TrainSpec(max_steps=400, batch_size=32, lr=3e-3, level_weights=_EASY_FIRST, budget_s=240),
+    ),
+    "default": Preset(
+        "default",
+        ModelSpec(hidden_size=128, layers=4, heads=4, mlp_size=512),
+        TrainSpec(max_steps=600, batch_size=32, lr=3e-3, level_weights=_EASY_FIRST, budget_s=540),
+    ),
+}
+PRESETS["strong"] = Preset("strong", PRESETS["default"].model, PRESETS["default"].train)
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown lab preset '{name}': use one of {', '.join(PRESETS)}")
+    return PRESETS[name]

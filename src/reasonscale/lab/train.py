@@ -1,0 +1,181 @@
+"""Train a lab model from scratch on canonical solutions: a plain loop with checkpoints, resume and a time cap.
+
+A run lives in one directory that is at once a Hugging Face model directory (config, safetensors, tokenizer)
+and a checkpoint (`trainer_state.json`, `optimizer.pt`). Calling `train` on it again resumes at the saved step
+and stream position, or returns at once when the run is done. The learning rate follows a cosine over training
+progress, the larger of the step fraction and the wall-time fraction, so a run cut short by its budget still
+anneals.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
+
+from reasonscale.lab.graph import Graph
+from reasonscale.lab.model import Preset, TrainSpec, get_preset
+from reasonscale.lab.splits import TrainStream
+from reasonscale.lab.tokenizer import build_char_tokenizer
+
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.pt"
+IGNORE_INDEX = -100
+NUM_THREADS = 2
+
+
+@dataclass
+class TrainState:
+    """Where a run stands: optimizer steps taken, stream position, training seconds spent, loss per step."""
+
+    step: int = 0
+    position: int = 0
+    elapsed_s: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+    def finished(self, spec: TrainSpec, budget_s: float) -> bool:
+        return self.step >= spec.max_steps or self.elapsed_s >= budget_s
+
+
+def cache_root() -> Path:
+    """Where trained lab models are kept: $REASONSCALE_CACHE, else ~/.cache/reasonscale."""
+    return Path(os.environ.get("REASONSCALE_CACHE") or Path.home() / ".cache" / "reasonscale")
+
+
+def preset_dir(preset: Preset) -> Path:
+    return cache_root() / "lab" / f"{preset.name}-{preset.fingerprint()}"
+
+
+def train_preset(name: str, budget_s: float | None = None, progress: bool = True) -> Path:
+    """The directory of the trained model of preset `name`, training (or resuming) it first if needed.
+
+    `budget_s` caps the run's total training time (default: the preset's budget); a finished run is reused.
+    """
+    preset = get_preset(name)
+    return train(preset_dir(preset), preset, budget_s, progress)
+
+
+def encode_batch(tokenizer: PreTrainedTokenizerBase, graphs: list[Graph]) -> dict[str, torch.Tensor]:
+    """Right-padded `bos question \\n solution eos` sequences; only solution tokens carry labels."""
+    rows, labels = [], []
+    for graph in graphs:
+        prompt = tokenizer(graph.question + "\n")["input_ids"]
+        answer = tokenizer(graph.solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append(prompt + answer)
+        labels.append([IGNORE_INDEX] * len(prompt) + answer)
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    return {
+        "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+        "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+        "labels": torch.tensor([r + [IGNORE_INDEX] * (width - len(r)) for r in labels]),
+    }
+
+
+def learning_rate(spec: TrainSpec, step: int, progress: float) -> float:
+    """Linear warm-up over steps, then a cosine from lr to lr * min_lr_ratio over `progress` in [0, 1]."""
+    if step < spec.warmup_steps:
+        return spec.lr * (step + 1) / spec.warmup_steps
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return spec.lr * (spec.min_lr_ratio + (1 - spec.min_lr_ratio) * cosine)
+
+
+def make_optimizer(model: torch.nn.Module, spec: TrainSpec) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on norms)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": spec.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=spec.lr, betas=(0.9, 0.99))
+
+
+def train(run_dir: str | Path, preset: Preset, budget_s: float | None = None, progress: bool = True) -> Path:
+    """Train `preset` in `run_dir` until its step count or wall-time budget is reached; return `run_dir`."""
+    torch.set_num_threads(NUM_THREADS)
+    run_dir, spec = Path(run_dir), preset.train
+    budget = spec.budget_s if budget_s is None else budget_s
+    tokenizer = build_char_tokenizer()
+    model, optimizer, state = load_checkpoint(run_dir, preset, tokenizer)
+    if state.finished(spec, budget):
+        return run_dir
+    stream = TrainStream(spec.level_weights, spec.seed, state.position)
+    model.train()
+    last_save = state.step
+    while not state.finished(spec, budget):
+        started = time.perf_counter()
+        lr = learning_rate(spec, state.step, max(state.step / spec.max_steps, state.elapsed_s / budget))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = encode_batch(tokenizer, [next(stream) for _ in range(spec.batch_size)])
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.position = stream.position
+        state.elapsed_s += time.perf_counter() - started
+        state.losses.append(round(loss.item(), 5))
+        if progress and (state.step % 25 == 0 or state.step == 1):
+            _report(preset.name, state, spec, lr)
+        if state.step - last_save >= spec.checkpoint_every:
+            save_checkpoint(run_dir, model, optimizer, tokenizer, state)
+            last_save = state.step
+    save_checkpoint(run_dir, model, optimizer, tokenizer, state)
+    if progress:
+        _report(preset.name, state, spec, lr)
+    return run_dir
+
+
+def _report(name: str, state: TrainState, spec: TrainSpec, lr: float) -> None:
+    recent = state.losses[-25:]
+    print(
+        f"[lab:{name}] step {state.step}/{spec.max_steps} loss {sum(recent) / len(recent):.4f} "
+        f"lr {lr:.2e} {state.elapsed_s:.0f}s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def load_checkpoint(
+    run_dir: Path, preset: Preset, tokenizer: PreTrainedTokenizerBase
+) -> tuple[LlamaForCausalLM, torch.optim.AdamW, TrainState]:
+    """The model, optimizer and state saved in `run_dir`, or fresh ones when it holds no checkpoint."""
+    if not (run_dir / STATE_FILE).is_file():
+        model = preset.model.build(tokenizer, preset.train.seed)
+        return model, make_optimizer(model, preset.train), TrainState()
+    model = LlamaForCausalLM.from_pretrained(run_dir, dtype=torch.float32)
+    optimizer = make_optimizer(model, preset.train)
+    optimizer.load_state_dict(torch.load(run_dir / OPTIMIZER_FILE, weights_only=True))
+    state = TrainState(**json.loads((run_dir / STATE_FILE).read_text()))
+    return model, optimizer, state
+
+
+def save_checkpoint(
+    run_dir: Path,
+    model: LlamaForCausalLM,
+    optimizer: torch.optim.Optimizer,
+    tokenizer: PreTrainedTokenizerBase,
+    state: TrainState,
+) -> None:
+    """Write the model (Hugging Face format), tokenizer, optimizer and state, replacing the old checkpoint whole."""
+    tmp = run_dir.with_name(run_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+    (tmp / STATE_FILE).write_text(json.dumps(asdict(state)))
+    old = run_dir.with_name(run_dir.name + ".old")
+    if run_dir.exists():
+        run_dir.rename(old)
+    tmp.rename(run_dir)
+    shutil.rmtree(old, ignore_errors=True)

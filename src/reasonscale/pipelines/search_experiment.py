@@ -1,0 +1,228 @@
+"""The verifier-guided search experiment on the lab domain (Snell et al. 2024, section 5).
+
+1. Train (or reuse) the policy preset.  2. Label its solutions to training problems step by step with Monte-Carlo
+rollouts.  3. Train a PRM on them.  4. Evaluate majority, best-of-N, weighted best-of-N, beam, lookahead and DVTS
+at every budget, guided by the oracle and by the PRM, on the test problems.  5. Measure the PRM against the
+oracle on the evaluation's sample pool (step-level ROC AUC) and write everything to the report.
+Every sample is cached in the run's store and the PRM is reused when its data and settings are unchanged, so a
+stopped run resumes where it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig, load_config
+from reasonscale.data.prm_labels import PRMExample, build_prm_examples, load_examples, save_examples
+from reasonscale.engines import build_engine
+from reasonscale.engines.cached import CachedEngine
+from reasonscale.pipelines.evaluate import run_evaluation, verifier_key
+from reasonscale.store import Store
+from reasonscale.tasks import build_task
+from reasonscale.train.prm import PRMTrainConfig, train_prm
+from reasonscale.types import Problem, SamplingParams
+from reasonscale.verifiers import Verifier, build_verifier
+
+SEARCH_STRATEGIES = ("majority", "best_of_n", "weighted_best_of_n", "beam", "lookahead", "dvts")
+
+
+class PRMStageConfig(Section):
+    """Where the PRM's training data comes from and how it is trained."""
+
+    train_per_level: int = Field(60, ge=1, description="training problems per level to sample and roll out")
+    samples: int = Field(4, ge=1, description="policy solutions per training problem")
+    rollouts: int = Field(8, ge=1, description="Monte-Carlo completions per step prefix")
+    base: str | None = Field(None, description="backbone to fine-tune (default: the policy itself)")
+    train: PRMTrainConfig = Field(default_factory=PRMTrainConfig)
+
+
+class SearchExperimentConfig(Section):
+    policy: str = Field("weak", description="lab preset to train or reuse, or a model directory")
+    policy_budget_s: float | None = Field(None, gt=0, description="training time cap of the policy preset")
+    device: str = "auto"
+    max_batch_size: int = Field(256, ge=1, description="policy engine batch size")
+    task: TaskConfig = Field(default_factory=lambda: TaskConfig(name="lab"))
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(temperature=0.8, max_tokens=160))
+    prm: PRMStageConfig = Field(default_factory=PRMStageConfig)
+    budgets: list[int] = Field(default_factory=lambda: [1, 4, 16, 64])
+    strategies: list[Literal[SEARCH_STRATEGIES]] = Field(default_factory=lambda: list(SEARCH_STRATEGIES))  # type: ignore[valid-type]
+    verifiers: list[Literal["oracle", "prm"]] = Field(default_factory=lambda: ["oracle", "prm"])
+    aggregate: Literal["last", "min", "prod", "mean"] = "last"
+    beam_width: int = Field(4, ge=1)
+    lookahead: int = Field(1, ge=0)
+    max_rounds: int = Field(12, ge=1)
+    step_max_tokens: int = Field(48, ge=1)
+    output_dir: str = "runs/lab-search"
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[int | bool]) -> float | None:
+    """Area under the ROC curve by mean rank (ties share their mean rank); None without both classes."""
+    positives = sum(1 for y in labels if y)
+    negatives = len(labels) - positives
+    if not positives or not negatives:
+        return None
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    ranks = [0.0] * len(scores)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and scores[order[end + 1]] == scores[order[start]]:
+            end += 1
+        for k in range(start, end + 1):
+            ranks[order[k]] = (start + end) / 2 + 1
+        start = end + 1
+    rank_sum = sum(r for r, y in zip(ranks, labels) if y)
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def step_auc(records: list[dict[str, Any]], verifier: str, until_first_error: bool = True) -> float | None:
+    """ROC AUC of `verifier`'s step scores against the oracle's step labels over a run's sample pool.
+
+    With `until_first_error`, each solution contributes its steps up to and including its first wrong one.
+    """
+    scores, labels = [], []
+    for record in records:
+        for c in record["candidates"]:
+            truth, predicted = c["step_scores"]["oracle"], c["step_scores"][verifier]
+            keep = truth.index(0.0) + 1 if until_first_error and 0.0 in truth else len(truth)
+            scores += predicted[:keep]
+            labels += [int(v) for v in truth[:keep]]
+    return roc_auc(scores, labels)
+
+
+def label_auc(examples: Sequence[PRMExample], oracle: Verifier) -> float | None:
+    """ROC AUC of the Monte-Carlo soft labels against the oracle's first-error step labels (label quality)."""
+    problems = [Problem(e.problem_id, e.question, "", e.level) for e in examples]
+    scores, labels = [], []
+    for e, truth in zip(examples, oracle.score(problems, [e.steps for e in examples])):
+        keep = truth.index(0.0) + 1 if 0.0 in truth else len(truth)
+        scores += e.soft[:keep]
+        labels += [int(v) for v in truth[:keep]]
+    return roc_auc(scores, labels)
+
+
+def strategies(cfg: SearchExperimentConfig, prm_path: str) -> list[StrategyConfig]:
+    """Every configured strategy with every configured verifier (majority once), at the configured budgets."""
+    common = {"n": max(cfg.budgets), "budgets": cfg.budgets, "aggregate": cfg.aggregate}
+    search = {k: getattr(cfg, k) for k in ("beam_width", "lookahead", "max_rounds", "step_max_tokens")}
+    out = [StrategyConfig(name="majority", **common)] if "majority" in cfg.strategies else []
+    for verifier in cfg.verifiers:
+        path = prm_path if verifier == "prm" else None
+        for name in cfg.strategies:
+            if name != "majority":
+                out.append(StrategyConfig(name=name, verifier=verifier, verifier_path=path, **common, **search))
+    return out
+
+
+def policy_model(cfg: SearchExperimentConfig, path: str) -> ModelConfig:
+    return ModelConfig(path=path, device=cfg.device, max_batch_size=cfg.max_batch_size)
+
+
+def policy_path(cfg: SearchExperimentConfig, progress: bool) -> str:
+    from reasonscale.lab.model import PRESETS
+    from reasonscale.lab.train import train_preset
+
+    if cfg.policy in PRESETS:
+        return str(train_preset(cfg.policy, budget_s=cfg.policy_budget_s, progress=progress))
+    return cfg.policy
+
+
+def prm_examples(cfg: SearchExperimentConfig, policy: str, out: Path) -> list[PRMExample]:
+    """Monte-Carlo labelled solutions of the policy on training problems (every sample cached in the store)."""
+    task_cfg = cfg.task.model_copy(update={"split": "train", "limit": None})
+    task_cfg.lab = task_cfg.lab.model_copy(update={"per_level": cfg.prm.train_per_level})
+    task = build_task(task_cfg)
+    problems = task.load()
+    s = cfg.sampling
+    params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=task.solution_stop, seed=s.seed)
+    store = Store(out / "store.sqlite")
+    engine = CachedEngine(build_engine(policy_model(cfg, policy)), store)
+    try:
+        prompts = [task.format_prompt(p) for p in problems]
+        examples = build_prm_examples(task, engine, problems, prompts, params, cfg.prm.samples, cfg.prm.rollouts)
+    finally:
+        engine.close()
+        store.close()
+    save_examples(examples, out / "prm_data.jsonl")
+    return examples
+
+
+def trained_prm(cfg: SearchExperimentConfig, policy: str, examples: list[PRMExample], out: Path) -> tuple[Path, dict]:
+    """Train the PRM, or reuse the one trained on the same data with the same settings."""
+    key = hashlib.sha256(
+        json.dumps([cfg.prm.model_dump(), policy, (out / "prm_data.jsonl").read_text()], sort_keys=True).encode()
+    ).hexdigest()[:16]
+    path = out / "prm"
+    info_file = path / "training.json"
+    if info_file.is_file() and json.loads(info_file.read_text())["key"] == key:
+        return path, json.loads(info_file.read_text())
+    result = train_prm(examples, cfg.prm.base or policy, path, cfg.prm.train)
+    info = {"key": key, "steps": result.steps, "seconds": result.seconds, "first_loss": result.losses[0], "last_loss": sum(result.losses[-20:]) / len(result.losses[-20:])}
+    info_file.write_text(json.dumps(info, indent=2))
+    return path, info
+
+
+def run_search_experiment(config_path: str | Path, overrides: list[str] | None = None, show_progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the experiment the YAML file describes; returns its summary (also in summary.json)."""
+    cfg = load_config(config_path, overrides, model=SearchExperimentConfig)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    policy = policy_path(cfg, show_progress)
+    examples = prm_examples(cfg, policy, out)
+    prm_path, training = trained_prm(cfg, policy, examples, out)
+    run_cfg = RunConfig(
+        model=policy_model(cfg, policy),
+        task=cfg.task,
+        sampling=cfg.sampling,
+        strategies=strategies(cfg, str(prm_path)),
+        output_dir=str(out / "eval"),
+        cache_path=str(out / "store.sqlite"),
+    )
+    summary = run_evaluation(run_cfg, show_progress=show_progress)
+    records = [json.loads(line) for line in (out / "eval" / "results.jsonl").read_text().splitlines()]
+    prm_key = next((verifier_key(s) for s in run_cfg.strategies if s.verifier == "prm"), None)
+    summary["prm"] = prm_metrics(cfg, examples, records, training, prm_key)
+    (out / "eval" / "summary.json").write_text(json.dumps(summary, indent=2))
+    append_prm_section(out / "eval" / "report.md", summary)
+    return summary
+
+
+def prm_metrics(
+    cfg: SearchExperimentConfig, examples: list[PRMExample], records: list[dict], training: dict, prm_key: str | None
+) -> dict:
+    """How well the PRM and its training labels predict the oracle's step verdicts."""
+    task = build_task(cfg.task)
+    steps = sum(len(e.steps) for e in examples)
+    metrics = {
+        "train_solutions": len(examples),
+        "train_steps": steps,
+        "train_solution_accuracy": sum(e.correct for e in examples) / max(1, len(examples)),
+        "mc_label_auc": label_auc(examples, build_verifier("oracle", task)),
+        "training": training,
+    }
+    if prm_key and "oracle" in cfg.verifiers:
+        metrics["step_auc_first_error"] = step_auc(records, prm_key)
+        metrics["step_auc_all_steps"] = step_auc(records, prm_key, until_first_error=False)
+    return metrics
+
+
+def append_prm_section(report: Path, summary: dict[str, Any]) -> None:
+    """Add the PRM measurements to the run's Markdown report."""
+    m = summary["prm"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [
+        "## Process reward model",
+        f"Trained on {m['train_solutions']} policy solutions ({m['train_steps']} steps, policy accuracy "
+        f"{m['train_solution_accuracy']:.3f}), {m['training']['steps']} optimizer steps in {m['training']['seconds']:.0f} s.",
+        f"- Monte-Carlo labels vs oracle, step ROC AUC: {fmt(m['mc_label_auc'])}",
+        f"- PRM vs oracle first-error labels, step ROC AUC: {fmt(m.get('step_auc_first_error'))}",
+        f"- PRM vs oracle, all steps: {fmt(m.get('step_auc_all_steps'))}",
+    ]
+    with report.open("a") as fh:
+        fh.write("\n" + "\n".join(lines) + "\n")

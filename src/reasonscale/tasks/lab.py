@@ -1,0 +1,58 @@
+"""The lab task: generated computation-graph problems, one step per line, graded by exact integer match."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+
+from reasonscale.config import TaskConfig
+from reasonscale.lab.graph import Graph
+from reasonscale.lab.oracle import ANSWER, OracleResult, check_solution
+from reasonscale.lab.splits import load_problems, split_graphs
+from reasonscale.tasks.base import Task
+from reasonscale.types import Problem
+
+graph_of = lru_cache(maxsize=4096)(Graph.from_question)
+
+
+class LabTask(Task):
+    """Problems of the configured split (`task.split`: test, val or train), `lab.per_level` of each level."""
+
+    name = "lab"
+    step_delimiter = "\n"
+    solution_stop = ("\n\n",)
+
+    def __init__(self, cfg: TaskConfig):
+        self.cfg = cfg
+        if cfg.step_delimiter is not None:
+            self.step_delimiter = cfg.step_delimiter
+
+    def load(self) -> list[Problem]:
+        lab = self.cfg.lab
+        problems = load_problems(self.cfg.split, lab.levels, lab.per_level, lab.seed)
+        return problems[: self.cfg.limit] if self.cfg.limit else problems
+
+    def format_prompt(self, problem: Problem) -> str:
+        """The question, after `few_shot` solved training problems, then a newline to start the solution."""
+        shots = [g.question + "\n" + g.solution + "\n\n" for g in self._examples()]
+        return "".join(shots) + problem.question + "\n"
+
+    def _examples(self) -> list[Graph]:
+        """`few_shot` training problems of the easiest configured level."""
+        return split_graphs("train", min(self.cfg.lab.levels), self.cfg.few_shot) if self.cfg.few_shot else []
+
+    def extract_answer(self, solution: str) -> str | None:
+        match = ANSWER.search(solution)
+        return str(int(match.group(1))) if match else None
+
+    def normalize(self, answer: str) -> str:
+        text = answer.strip()
+        return str(int(text)) if re.fullmatch(r"-?\d{1,30}", text) else text
+
+    def equivalent(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        return [self.normalize(ref) == self.normalize(pred) for ref, pred in pairs]
+
+    def oracle(self, problem: Problem, steps: Sequence[str]) -> OracleResult:
+        """The exact verdict on each step of a candidate solution to `problem`."""
+        return check_solution(graph_of(problem.question), steps)

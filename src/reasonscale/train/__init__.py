@@ -1,0 +1,1 @@
+"""Thin trainers over transformers / PEFT: process reward models."""

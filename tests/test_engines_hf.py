@@ -1,0 +1,127 @@
+"""The in-process hf engine (seeded sampling, stops, continuation, token counts) and the caching wrapper."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import pytest
+import torch
+
+from reasonscale.config import ModelConfig
+from reasonscale.engines import build_engine
+from reasonscale.engines.base import Engine, SampleRequest
+from reasonscale.engines.cached import CachedEngine
+from reasonscale.engines.hf import HFEngine, counter_uniform
+from reasonscale.store import Store
+from reasonscale.types import Completion, SamplingParams
+
+PROMPTS = ["Q: 1+2=", "Question: what is 3*4? Answer:", "x", "Let a=5. b=a+2. So b="]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir) -> HFEngine:
+    return HFEngine(str(tiny_model_dir), device="cpu", max_batch_size=64)
+
+
+class CountingEngine(Engine):
+    """Passes requests through and records every one the model actually ran."""
+
+    def __init__(self, inner: Engine):
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.seen: list[SampleRequest] = []
+
+    def complete(self, requests: Sequence[SampleRequest], params: SamplingParams) -> list[Completion]:
+        self.seen.extend(requests)
+        return self.inner.complete(requests, params)
+
+
+def test_build_engine_makes_an_hf_engine(tiny_model_dir):
+    engine = build_engine(ModelConfig(path=str(tiny_model_dir), device="cpu"))
+    assert isinstance(engine, HFEngine) and engine.num_parameters > 0
+
+
+def test_sampling_is_reproducible_under_a_seed(engine):
+    params = SamplingParams(n=4, temperature=1.0, max_tokens=16, seed=7)
+    first, again = engine.generate(PROMPTS, params), engine.generate(PROMPTS, params)
+    assert first == again
+    assert all(len({c.text for c in row}) > 1 for row in first), "samples of one prompt should differ"
+    other_seed = engine.generate(PROMPTS, SamplingParams(n=4, temperature=1.0, max_tokens=16, seed=8))
+    assert other_seed != first
+
+
+def test_a_sample_is_the_same_in_any_batch(tiny_model_dir, engine):
+    params = SamplingParams(n=3, temperature=0.9, top_p=0.9, max_tokens=16, seed=3)
+    together = engine.generate(PROMPTS, params)
+    alone = [engine.generate([p], params)[0] for p in PROMPTS]
+    assert together == alone
+    small_batches = HFEngine(str(tiny_model_dir), device="cpu", max_batch_size=2)
+    shuffled = [SampleRequest(p, i) for i in (2, 0, 1) for p in reversed(PROMPTS)]
+    made = dict(zip(shuffled, small_batches.complete(shuffled, params)))
+    assert [[made[SampleRequest(p, i)] for i in range(3)] for p in PROMPTS] == together
+
+
+def test_greedy_samples_are_identical(engine):
+    row = engine.generate(["Q: 1+2="], SamplingParams(n=3, temperature=0.0, max_tokens=12))[0]
+    assert len({c.text for c in row}) == 1
+
+
+def test_noise_is_a_pure_function_of_seed_step_and_token():
+    seeds = torch.tensor([1, -5, 1 << 62], dtype=torch.int64)
+    u = counter_uniform(seeds, step=3, vocab_size=50)
+    assert u.shape == (3, 50) and bool(((u > 0) & (u < 1)).all())
+    assert torch.equal(u, counter_uniform(seeds, 3, 50))
+    assert torch.equal(u[1], counter_uniform(seeds[1:2], 3, 50)[0])
+    assert not torch.equal(u, counter_uniform(seeds, 4, 50))
+
+
+def test_stop_string_is_cut_and_named(engine):
+    full = engine.generate(["Q: 1+2="], SamplingParams(max_tokens=24))[0][0].text
+    stop = full[5:7]  # two characters the model produces, so generation must end there
+    done = engine.generate(["Q: 1+2="], SamplingParams(max_tokens=24, stop=(stop, "never")))[0][0]
+    cut = full.index(stop)
+    assert done.text == full[:cut] and done.stop == stop and done.finish_reason == "stop"
+    assert done.completion_tokens == cut + len(stop)  # one token per character
+
+
+def test_prefix_continuation_resumes_the_same_text(engine):
+    prompt = "Let a=5. b=a+2. So b="
+    full = engine.generate([prompt], SamplingParams(max_tokens=24))[0][0].text
+    step = engine.generate([prompt], SamplingParams(max_tokens=24, stop=(full[6],)))[0][0]
+    rest = engine.generate([prompt + step.text + step.stop], SamplingParams(max_tokens=24))[0][0]
+    resumed = step.text + step.stop + rest.text
+    common = min(len(full), len(resumed))
+    assert common > len(step.text) + 1 and resumed[:common] == full[:common]
+
+
+def test_token_counts(engine):
+    made = engine.generate(PROMPTS, SamplingParams(temperature=1.0, max_tokens=5, seed=1))
+    for prompt, (c,) in zip(PROMPTS, made):
+        assert c.prompt_tokens == len(prompt) + 1  # characters plus BOS
+        assert c.completion_tokens <= 5
+        assert c.finish_reason == ("length" if c.completion_tokens == 5 else "stop")
+
+
+def test_a_prompt_that_starts_with_bos_gets_no_second_one(engine):
+    plain = engine.generate(["x"], SamplingParams(max_tokens=8))[0][0]
+    with_bos = engine.generate(["<s>x", "y"], SamplingParams(max_tokens=8))[0][0]
+    assert with_bos == plain
+
+
+def test_render_chat_uses_the_chat_template(engine):
+    assert engine.render_chat([{"role": "user", "content": "hi"}]) == "user: hi\nassistant:"
+
+
+def test_cached_engine_makes_no_model_calls_on_a_rerun(tmp_path, engine):
+    params = SamplingParams(n=3, temperature=1.0, max_tokens=12, seed=5)
+    store = Store(tmp_path / "run.db")
+    counting = CountingEngine(engine)
+    first = CachedEngine(counting, store, chunk_size=4).generate(PROMPTS, params)
+    assert len(counting.seen) == 12 and not any(c.cached for row in first for c in row)
+    rerun = CachedEngine(counting, store).generate(PROMPTS, params)
+    assert len(counting.seen) == 12, "a re-run must not call the model"
+    assert all(c.cached for row in rerun for c in row)
+    assert [[c.text for c in row] for row in rerun] == [[c.text for c in row] for row in first]
+    more = CachedEngine(counting, store).generate(PROMPTS, replace(params, n=4))
+    assert len(counting.seen) == 16 and [row[:3] for row in more] == rerun  # only the 4th samples are new

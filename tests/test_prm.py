@@ -1,0 +1,112 @@
+"""PRM data and training: Monte-Carlo rollout labels, the trainer, and the ROC AUC used to measure PRMs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reasonscale.data.prm_labels import PRMExample, build_prm_examples, load_examples, save_examples, step_prefixes
+from reasonscale.engines.base import Engine
+from reasonscale.pipelines.search_experiment import roc_auc
+from reasonscale.tasks.base import Task
+from reasonscale.train.prm import PRMTrainConfig, ranking_loss, train_prm
+from reasonscale.types import Completion, Problem, SamplingParams
+from reasonscale.verifiers.prm import PRMVerifier
+
+
+class LastWordTask(Task):
+    """Answer 7; a solution's answer is its last word; one step per line."""
+
+    name = "toy"
+    step_delimiter = "\n"
+
+    def load(self):
+        return [Problem("q", "q", "7")]
+
+    def format_prompt(self, problem):
+        return problem.question + "\n"
+
+    def extract_answer(self, solution):
+        words = solution.split()
+        return words[-1] if words else None
+
+    def equivalent(self, pairs):
+        return [a == b for a, b in pairs]
+
+
+class ScriptedPolicy(Engine):
+    """Deterministic: the continuation of a prompt depends only on its text after the question and the sample index."""
+
+    SCRIPT = {
+        "": ["a\nb\nso 7", "a\nc\nso 3"],
+        "a\n": ["b\nso 7", "c\nso 3", "b\nso 7", "b\nso 7"],  # 3 of 4 rollouts reach 7
+        "a\nb\n": ["so 7", "so 7", "so 7", "so 7"],
+        "a\nc\n": ["so 3", "so 3", "so 3", "so 3"],
+    }
+    model_id = "scripted"
+
+    def __init__(self):
+        self.requests = 0
+
+    def complete(self, requests, params):
+        self.requests += len(requests)
+        return [Completion(self.SCRIPT[r.prompt[2:]][r.index], "stop", len(r.prompt), 4) for r in requests]
+
+
+def test_step_prefixes_keep_raw_text_and_skip_empty_steps():
+    assert step_prefixes("a\nb\n\nc", "\n") == ["a\n", "a\nb\n", "a\nb\n\nc"]
+    assert step_prefixes("x\n\ny", "\n\n") == ["x\n\n", "x\n\ny"]
+
+
+def test_rollout_labels_match_hand_computed_expectation(tmp_path):
+    task, engine = LastWordTask(), ScriptedPolicy()
+    problem = task.load()[0]
+    examples = build_prm_examples(task, engine, [problem], ["q\n"], SamplingParams(temperature=1.0), samples=2, rollouts=4)
+    right, wrong = examples
+    assert right.steps == ["a", "b", "so 7"] and right.correct
+    assert right.soft == [0.75, 1.0, 1.0] and right.hard == [1.0, 1.0, 1.0]
+    assert wrong.steps == ["a", "c", "so 3"] and not wrong.correct
+    assert wrong.soft == [0.75, 0.0, 0.0] and wrong.hard == [1.0, 0.0, 0.0]
+    assert engine.requests == 2 + 3 * 4  # the shared prefix "a" is rolled out once
+    assert load_examples(save_examples(examples, tmp_path / "ex.jsonl")) == examples
+
+
+def toy_examples() -> list[PRMExample]:
+    good = PRMExample("p", "a=2, b=a*3. Find b.", "a=2, b=a*3. Find b.\n", ["b=a*3=2*3=6", "answer=6"], [1.0, 1.0], [1.0, 1.0], True)
+    bad = PRMExample("p", "a=2, b=a*3. Find b.", "a=2, b=a*3. Find b.\n", ["b=a*3=2*3=8", "answer=8"], [0.0, 0.0], [0.0, 0.0], False)
+    return [good, bad] * 4
+
+
+@pytest.mark.parametrize("mode", ["head", "token"])
+def test_prm_training_lowers_loss_and_saves_a_loadable_scorer(tiny_model_dir, tmp_path, mode):
+    from reasonscale.config import TaskConfig
+    from reasonscale.tasks.lab import LabTask
+
+    cfg = PRMTrainConfig(mode=mode, epochs=6, batch_size=4, lr=5e-3, warmup_steps=0, rank_weight=0.5)
+    result = train_prm(toy_examples(), tiny_model_dir, tmp_path / "prm", cfg)
+    assert result.steps == 12
+    assert sum(result.losses[-3:]) < sum(result.losses[:3])
+    prm = PRMVerifier(str(result.path), LabTask(TaskConfig(name="lab")))
+    assert prm.format.mode == mode
+    problem = Problem("p", "a=2, b=a*3. Find b.", "6")
+    good, bad = prm.score([problem, problem], [toy_examples()[0].steps, toy_examples()[1].steps])
+    assert good[0] > bad[0] and good[1] > bad[1]
+
+
+def test_lora_training_saves_a_merged_model(tiny_model_dir, tmp_path):
+    cfg = PRMTrainConfig(epochs=1, batch_size=4, lora=True, lora_r=4)
+    result = train_prm(toy_examples(), tiny_model_dir, tmp_path / "lora", cfg)
+    assert (result.path / "reasonscale_prm.json").is_file()
+    assert not (result.path / "adapter_config.json").exists()
+
+
+def test_ranking_loss_orders_pairs():
+    y = torch.tensor([1.0, 0.0])
+    assert ranking_loss(torch.tensor([2.0, -2.0]), y) < ranking_loss(torch.tensor([-2.0, 2.0]), y)
+    assert ranking_loss(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0])) == 0.0
+
+
+def test_roc_auc_is_rank_based_with_ties_counted_half():
+    assert roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert roc_auc([0.5, 0.5], [0, 1]) == pytest.approx(0.5)
+    assert roc_auc([1, 2, 3], [1, 1, 1]) is None
