@@ -82,11 +82,16 @@ def test_accepts_equivalent_step_forms():
 
 
 def test_computing_a_distractor_is_a_correct_step():
-    graph = next(g for g in GRAPHS if any(not n.is_constant and n.name not in g.needed for n in g.nodes))
-    distractor = next(n for n in graph.nodes if not n.is_constant and n.name not in graph.needed)
-    if all(graph.by_name[a].is_constant for a in distractor.inputs):
-        result = check_solution(graph, [distractor.step(graph.values)] + graph.solution_steps)
-        assert result.first_error is None
+    cases = [
+        (g, n)
+        for g in GRAPHS
+        for n in g.nodes
+        if not n.is_constant and n.name not in g.needed and all(a in g.needed or g.by_name[a].is_constant for a in n.inputs)
+    ]
+    assert cases
+    for graph, distractor in cases:
+        steps = graph.solution_steps
+        assert check_solution(graph, steps[:-1] + [distractor.step(graph.values)] + steps[-1:]).first_error is None
 
 
 @pytest.mark.parametrize("level", sorted(LEVELS))
@@ -109,12 +114,11 @@ def test_an_unfinished_solution_has_no_error_and_no_answer():
 
 def test_oracle_verifier_scores_steps_until_the_first_error():
     problems = load_problems("test", [4], 3)
-    graphs = [Graph.from_question(p.question) for p in problems]
-    steps = [g.solution_steps for g in graphs]
-    broken = replaced(steps[1], 2, "nonsense")
-    wrong_answer = steps[2][:-1] + ["answer=-1"]
+    right, broken, wrong_answer = [Graph.from_question(p.question).solution_steps for p in problems]
+    broken[2] = "nonsense"
+    wrong_answer[-1] = "answer=-1"
     verifier = OracleVerifier()
-    scores = verifier.score(problems, [steps[0], broken, wrong_answer, steps[0][:2]][:3])
+    scores = verifier.score(problems, [right, broken, wrong_answer])
     assert scores == [[1.0] * 6, [1.0, 1.0, 0.0, 0.0, 0.0, 0.0], [1.0] * 5 + [0.0]]
-    assert verifier.score(problems[:1], [steps[0][:2]]) == [[1.0, 1.0]]
+    assert verifier.score(problems[:1], [right[:2]]) == [[1.0, 1.0]]
     assert verifier.usage.verifier_calls == 4

@@ -12,7 +12,7 @@ from reasonscale.engines.ray import RayEngine, check_resources
 from reasonscale.store import Store
 from reasonscale.types import SamplingParams
 
-ray = pytest.importorskip("ray")
+ray = pytest.importorskip("ray")  # reasonscale.engines.ray itself imports ray only when an engine is built
 
 PROMPTS = [f"Q{k}: {'ab' * k}=" for k in range(9)]
 
