@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinning threads starve on a shared CPU
 
 from reasonscale.config import LabTaskConfig, TaskConfig
 from reasonscale.engines.hf import HFEngine

@@ -22,7 +22,7 @@ from reasonscale.lab.splits import (
 from reasonscale.tasks.lab import LabTask
 
 
-def take(stream: TrainStream, count: int = 20) -> list[Graph]:
+def take(stream: TrainStream, count: int = 5) -> list[list[Graph]]:
     return [next(stream) for _ in range(count)]
 
 
@@ -34,10 +34,13 @@ def test_generation_is_deterministic_by_key():
 
 
 def test_train_stream_is_deterministic_and_resumable():
-    first = take(TrainStream({1: 1.0, 5: 2.0}, seed=3))
-    assert first == take(TrainStream({1: 1.0, 5: 2.0}, seed=3))
-    assert first != take(TrainStream({1: 1.0, 5: 2.0}, seed=4))
-    assert take(TrainStream({1: 1.0, 5: 2.0}, seed=3, position=10), 10) == first[10:]
+    first = take(TrainStream({1: 1.0, 5: 2.0}, 4, seed=3), 10)
+    assert first == take(TrainStream({1: 1.0, 5: 2.0}, 4, seed=3), 10)
+    assert first != take(TrainStream({1: 1.0, 5: 2.0}, 4, seed=4), 10)
+    assert take(TrainStream({1: 1.0, 5: 2.0}, 4, seed=3, position=6), 4) == first[6:]
+    for batch in first:
+        assert len(batch) == 4 and len({len(g.solution_steps) for g in batch}) == 1
+    assert {len(batch[0].solution_steps) for batch in first} == {3, 7}
 
 
 @pytest.mark.parametrize("level", sorted(LEVELS))
@@ -71,16 +74,16 @@ def test_splits_are_disjoint():
     val = {g.question for level in LEVELS for g in eval_pool("val", level)}
     assert len(test) == len(val) == POOL_SIZE * len(LEVELS)
     assert not test & val
-    stream = TrainStream({level: 1.0 for level in LEVELS})
-    train = {next(stream).question for _ in range(2000)}
+    stream = TrainStream({level: 1.0 for level in LEVELS}, 100)
+    train = {g.question for _ in range(20) for g in next(stream)}
     assert not train & (test | val)
 
 
 def test_train_skips_held_out_problems(monkeypatch):
     clash = generate(2, "train/0/7").question
     monkeypatch.setattr(splits, "held_out_questions", lambda: frozenset({clash}))
-    assert train_problem(2, 7) is None
-    assert train_problem(2, 8) is not None
+    assert train_problem(2, "0/7") is None
+    assert train_problem(2, "0/8") is not None
     assert clash not in {g.question for g in split_graphs("train", 2, 20)}
 
 

@@ -61,7 +61,9 @@ def test_step_prefixes_keep_raw_text_and_skip_empty_steps():
 def test_rollout_labels_match_hand_computed_expectation(tmp_path):
     task, engine = LastWordTask(), ScriptedPolicy()
     problem = task.load()[0]
-    examples = build_prm_examples(task, engine, [problem], ["q\n"], SamplingParams(temperature=1.0), samples=2, rollouts=4)
+    examples = build_prm_examples(
+        task, engine, [problem], ["q\n"], SamplingParams(temperature=1.0), samples=2, rollouts=4
+    )
     right, wrong = examples
     assert right.steps == ["a", "b", "so 7"] and right.correct
     assert right.soft == [0.75, 1.0, 1.0] and right.hard == [1.0, 1.0, 1.0]
@@ -72,8 +74,12 @@ def test_rollout_labels_match_hand_computed_expectation(tmp_path):
 
 
 def toy_examples() -> list[PRMExample]:
-    good = PRMExample("p", "a=2, b=a*3. Find b.", "a=2, b=a*3. Find b.\n", ["b=a*3=2*3=6", "answer=6"], [1.0, 1.0], [1.0, 1.0], True)
-    bad = PRMExample("p", "a=2, b=a*3. Find b.", "a=2, b=a*3. Find b.\n", ["b=a*3=2*3=8", "answer=8"], [0.0, 0.0], [0.0, 0.0], False)
+    good = PRMExample(
+        "p", "a=2, b=a*3. Find b.", "a=2, b=a*3. Find b.\n", ["b=a*3=2*3=6", "answer=6"], [1.0, 1.0], [1.0, 1.0], True
+    )
+    bad = PRMExample(
+        "p", "a=2, b=a*3. Find b.", "a=2, b=a*3. Find b.\n", ["b=a*3=2*3=8", "answer=8"], [0.0, 0.0], [0.0, 0.0], False
+    )
     return [good, bad] * 4
 
 

@@ -147,8 +147,12 @@ def test_evaluation_dispatches_stepwise_strategies(tmp_path, lab):
         output_dir=str(tmp_path / "run"),
     )
     engines = []
-    summary = run_evaluation(cfg, show_progress=False, engine_factory=lambda c: engines.append(NoisyLabPolicy()) or engines[-1])
-    assert {"beam[oracle]@1", "beam[oracle]@4", "dvts[oracle]@4", "weighted_best_of_n[oracle]@4"} <= set(summary["accuracy"])
+    summary = run_evaluation(
+        cfg, show_progress=False, engine_factory=lambda c: engines.append(NoisyLabPolicy()) or engines[-1]
+    )
+    assert {"beam[oracle]@1", "beam[oracle]@4", "dvts[oracle]@4", "weighted_best_of_n[oracle]@4"} <= set(
+        summary["accuracy"]
+    )
     cost = summary["cost_per_problem"]["beam[oracle]@4"]
     assert cost["tokens"] > 0 and cost["verifier_tokens"] == 0
     assert summary["accuracy"]["beam[oracle]@4"] >= summary["accuracy"]["beam[oracle]@1"]

@@ -96,10 +96,16 @@ class Job:
 
 
 class Batcher:
-    """Runs generation jobs on the engine one batch at a time, merging the queued jobs that share sampling settings."""
+    """Runs generation jobs on the engine one batch at a time, merging the queued jobs that share sampling settings.
 
-    def __init__(self, engine: HFEngine):
+    Clients that keep requests in flight answer each finished batch with as many new requests, so a batch waits
+    (at most `max_wait` seconds) for that burst on top of the jobs that queued up while the last batch ran.
+    """
+
+    def __init__(self, engine: HFEngine, max_wait: float = 0.05):
         self.engine = engine
+        self.max_wait = max_wait
+        self.last_size = 1
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
 
     async def submit(self, prompts: list[str], seeds: list[int], params: SamplingParams) -> list[Completion]:
@@ -108,16 +114,32 @@ class Batcher:
         return await job.future
 
     async def run(self) -> None:
-        """Forever: take every queued job, group by sampling settings, generate each group in a worker thread."""
+        """Forever: collect a batch of jobs, group them by sampling settings, generate each group in a thread."""
         while True:
-            jobs = [await self.queue.get()]
-            while not self.queue.empty():
-                jobs.append(self.queue.get_nowait())
             groups: dict[SamplingParams, list[Job]] = {}
-            for job in jobs:
+            for job in await self._collect():
                 groups.setdefault(job.params, []).append(job)
             for params, group in groups.items():
                 await self._run_group(params, group)
+
+    async def _collect(self) -> list[Job]:
+        """The next batch: the queued jobs plus the burst the last batch's answers bring, or what came in time."""
+        target = self.queue.qsize() + self.last_size
+        jobs = [await self.queue.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
+        while True:
+            while not self.queue.empty():
+                jobs.append(self.queue.get_nowait())
+            remaining = deadline - loop.time()
+            if len(jobs) >= target or remaining <= 0:
+                break
+            try:
+                jobs.append(await asyncio.wait_for(self.queue.get(), remaining))
+            except TimeoutError:
+                break
+        self.last_size = len(jobs)
+        return jobs
 
     async def _run_group(self, params: SamplingParams, group: list[Job]) -> None:
         prompts = [p for job in group for p in job.prompts]

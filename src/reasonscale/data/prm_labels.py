@@ -66,7 +66,9 @@ def build_prm_examples(
     return [label(task, p, prompt, text, ok, success) for (p, prompt, text), ok in zip(solutions, own)]
 
 
-def label(task: Task, problem: Problem, prompt: str, text: str, correct: bool, success: dict[str, list[bool]]) -> PRMExample:
+def label(
+    task: Task, problem: Problem, prompt: str, text: str, correct: bool, success: dict[str, list[bool]]
+) -> PRMExample:
     """The example for one solution from the rollout outcomes of its prefixes."""
     prefixes = step_prefixes(text, task.step_delimiter)
     outcomes = [success[prompt + prefix] for prefix in prefixes[:-1]] + [[correct]] if prefixes else []

@@ -8,6 +8,7 @@ evaluation problems stay out of training.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections.abc import Iterator, Mapping
@@ -45,16 +46,16 @@ def held_out_questions() -> frozenset[str]:
     return frozenset(g.question for split in EVAL_SPLITS for level in LEVELS for g in eval_pool(split, level))
 
 
-def train_problem(level: int, index: int, seed: int = 0) -> Graph | None:
-    """Training problem `index` of a level, or None when it coincides with an evaluation problem."""
-    graph = generate(level, f"train/{seed}/{index}")
+def train_problem(level: int, key: str) -> Graph | None:
+    """The training problem `key` names, or None when it coincides with an evaluation problem."""
+    graph = generate(level, f"train/{key}")
     return None if graph.question in held_out_questions() else graph
 
 
 def split_graphs(split: str, level: int, count: int, seed: int = 0) -> list[Graph]:
     """`count` problems of one split and level; for val and test, a seeded subset of the pool (nested in count)."""
     if split == "train":
-        graphs = (train_problem(level, i, seed) for i in range(10 * count + 100))
+        graphs = (train_problem(level, f"{seed}/{i}") for i in range(10 * count + 100))
         kept = [g for g in graphs if g is not None][:count]
         return kept
     if count > POOL_SIZE:
@@ -96,26 +97,26 @@ def export_jsonl(problems: list[Problem], path: str | Path) -> Path:
 
 
 class TrainStream:
-    """An endless, resumable stream of training problems with levels drawn by weight.
+    """An endless, resumable stream of training batches, each of one level drawn by weight.
 
-    Position i always yields the same problem (or skips it when it is held out), so a run that resumes at
-    `position` continues the exact stream.
+    Batch i is always the same (so a run that resumes at `position` continues the exact stream), and one level
+    per batch keeps padding low.
     """
 
-    def __init__(self, level_weights: Mapping[int, float], seed: int = 0, position: int = 0):
+    def __init__(self, level_weights: Mapping[int, float], batch_size: int, seed: int = 0, position: int = 0):
         self.levels = sorted(level_weights)
         self.weights = [level_weights[level] for level in self.levels]
+        self.batch_size = batch_size
         self.seed = seed
         self.position = position
 
-    def __iter__(self) -> Iterator[Graph]:
+    def __iter__(self) -> Iterator[list[Graph]]:
         return self
 
-    def __next__(self) -> Graph:
-        while True:
-            index = self.position
-            self.position += 1
-            level = random.Random(f"mix/{self.seed}/{index}").choices(self.levels, self.weights)[0]
-            graph = train_problem(level, index, self.seed)
-            if graph is not None:
-                return graph
+    def __next__(self) -> list[Graph]:
+        index = self.position
+        self.position += 1
+        level = random.Random(f"mix/{self.seed}/{index}").choices(self.levels, self.weights)[0]
+        keys = (f"{self.seed}/b{index}/{j}" for j in itertools.count())
+        graphs = (train_problem(level, key) for key in keys)
+        return list(itertools.islice((g for g in graphs if g is not None), self.batch_size))

@@ -15,11 +15,18 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
+# Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning threads starve each other (a step
+# can take 10x longer). Only takes effect when torch is first imported after this line.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from reasonscale.lab.graph import Graph
 from reasonscale.lab.model import Preset, TrainSpec, get_preset
@@ -105,9 +112,9 @@ def train(run_dir: str | Path, preset: Preset, budget_s: float | None = None, pr
     budget = spec.budget_s if budget_s is None else budget_s
     tokenizer = build_char_tokenizer()
     model, optimizer, state = load_checkpoint(run_dir, preset, tokenizer)
-    if state.finished(spec, budget):
+    if state.finished(spec, budget) and (run_dir / STATE_FILE).is_file():
         return run_dir
-    stream = TrainStream(spec.level_weights, spec.seed, state.position)
+    stream = TrainStream(spec.level_weights, spec.batch_size, spec.seed, state.position)
     model.train()
     last_save = state.step
     while not state.finished(spec, budget):
@@ -115,7 +122,7 @@ def train(run_dir: str | Path, preset: Preset, budget_s: float | None = None, pr
         lr = learning_rate(spec, state.step, max(state.step / spec.max_steps, state.elapsed_s / budget))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = encode_batch(tokenizer, [next(stream) for _ in range(spec.batch_size)])
+        batch = encode_batch(tokenizer, next(stream))
         loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -153,7 +160,8 @@ def load_checkpoint(
     if not (run_dir / STATE_FILE).is_file():
         model = preset.model.build(tokenizer, preset.train.seed)
         return model, make_optimizer(model, preset.train), TrainState()
-    model = LlamaForCausalLM.from_pretrained(run_dir, dtype=torch.float32)
+    with _no_progress_bars():
+        model = LlamaForCausalLM.from_pretrained(run_dir, dtype=torch.float32)
     optimizer = make_optimizer(model, preset.train)
     optimizer.load_state_dict(torch.load(run_dir / OPTIMIZER_FILE, weights_only=True))
     state = TrainState(**json.loads((run_dir / STATE_FILE).read_text()))
@@ -170,7 +178,8 @@ def save_checkpoint(
     """Write the model (Hugging Face format), tokenizer, optimizer and state, replacing the old checkpoint whole."""
     tmp = run_dir.with_name(run_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    with _no_progress_bars():
+        model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
     (tmp / STATE_FILE).write_text(json.dumps(asdict(state)))
@@ -179,3 +188,15 @@ def save_checkpoint(
         run_dir.rename(old)
     tmp.rename(run_dir)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Silence transformers' per-file progress bars (checkpoints are frequent and tiny)."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from reasonscale.search.beam import beam_search
 from reasonscale.search.dvts import dvts
 from reasonscale.search.lookahead import lookahead_search
 from reasonscale.search.selection import best_of_n, budgets, majority_vote, pass_at_k, weighted_vote
-from reasonscale.search.stepwise import SearchResult, StepSearch
+from reasonscale.search.stepwise import SearchResult, StepSearch, usage_delta
 from reasonscale.store import Store
 from reasonscale.summary import summarize, write_outputs
 from reasonscale.tasks import Task, build_task
@@ -107,20 +107,21 @@ class Evaluator:
                 "correct": ok,
                 "prompt_tokens": c.prompt_tokens,
                 "completion_tokens": c.completion_tokens,
+                "flops": 2.0 * self.engine.num_parameters * (c.prompt_tokens + c.completion_tokens),
                 "step_scores": {},
+                "verifier_cost": {},
             }
             for (_, c), a, ok in zip(flat, answers, correct)
         ]
-        for record, (_, c) in zip(records, flat):
-            record["flops"] = 2.0 * self.engine.num_parameters * (c.prompt_tokens + c.completion_tokens)
         for name, verifier in self.verifiers.items():
-            calls, tokens, flops = verifier.usage.verifier_calls, verifier.usage.verifier_tokens, verifier.usage.flops
+            before = replace(verifier.usage)
             scores = verifier.score([p for p, _ in flat], steps)
-            spent = max(1, verifier.usage.verifier_calls - calls)
+            used = usage_delta(before, verifier.usage)
+            spent = max(1, used.verifier_calls)
+            cost = {"tokens": used.verifier_tokens / spent, "flops": used.flops / spent}
             for record, step_scores in zip(records, scores):
                 record["step_scores"][name] = step_scores
-                record["verifier_tokens"] = record.get("verifier_tokens", 0) + (verifier.usage.verifier_tokens - tokens) / spent
-                record["flops"] += (verifier.usage.flops - flops) / spent
+                record["verifier_cost"][name] = cost
         sizes = [len(cs) for cs in outputs]
         grouped, start = [], 0
         for size in sizes:
@@ -139,7 +140,7 @@ class Evaluator:
             greedy = self.candidates(problems, self.engine.generate(prompts, self.params(1, greedy=True)))
             for record, (candidate,) in zip(records, greedy):
                 record["greedy"] = candidate
-                record["strategies"]["greedy@1"] = choice(candidate, [candidate])
+                record["strategies"]["greedy@1"] = choice(candidate, [candidate], None)
         pool = [s for s in self.cfg.strategies if s.name in POOL_STRATEGIES]
         if pool:
             size = max(s.n for s in pool)
@@ -157,7 +158,9 @@ class Evaluator:
                     record["strategies"][f"{strategy_label(strategy)}@{n}"] = search_outcome(result, ok, n)
         return records
 
-    def search(self, strategy: StrategyConfig, problems: Sequence[Problem], prompts: list[str], n: int) -> list[SearchResult]:
+    def search(
+        self, strategy: StrategyConfig, problems: Sequence[Problem], prompts: list[str], n: int
+    ) -> list[SearchResult]:
         """Run one step-wise strategy at budget n on a chunk of problems."""
         search = StepSearch(
             self.task,
@@ -177,15 +180,17 @@ class Evaluator:
         return dvts(search, n, width, rounds)
 
 
-def choice(chosen: dict | None, used: Sequence[dict]) -> dict[str, Any]:
-    """A strategy's outcome: the chosen answer, whether it is right, and the compute its candidates used."""
+def choice(chosen: dict | None, used: Sequence[dict], verifier: str | None) -> dict[str, Any]:
+    """A strategy's outcome: the chosen answer, whether it is right, and the compute its candidates used
+    (policy FLOPs plus those of the strategy's own verifier)."""
+    costs = [c["verifier_cost"][verifier] for c in used] if verifier else []
     return {
         "answer": None if chosen is None else chosen["answer"],
         "correct": bool(chosen and chosen["correct"]),
         "samples": len(used),
         "tokens": sum(c["prompt_tokens"] + c["completion_tokens"] for c in used),
-        "verifier_tokens": sum(c.get("verifier_tokens", 0) for c in used),
-        "flops": sum(c.get("flops", 0.0) for c in used),
+        "verifier_tokens": sum(v["tokens"] for v in costs),
+        "flops": sum(c["flops"] for c in used) + sum(v["flops"] for v in costs),
     }
 
 
@@ -213,11 +218,11 @@ def select(strategy: StrategyConfig, candidates: list[dict], groups: list[int | 
     for k in strategy_budgets(strategy, len(candidates)):
         head, head_groups = candidates[:k], groups[:k]
         if strategy.name == "pass_at_k":
-            outcome = choice(None, head)
+            outcome = choice(None, head, None)
             outcome["correct"] = pass_at_k(len(candidates), sum(c["correct"] for c in candidates), k)
         else:
             index = pick(strategy, head, head_groups)
-            outcome = choice(None if index is None else head[index], head)
+            outcome = choice(None if index is None else head[index], head, verifier_key(strategy))
         out[f"{label}@{k}"] = outcome
     return out
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig, load_config
-from reasonscale.data.prm_labels import PRMExample, build_prm_examples, load_examples, save_examples
+from reasonscale.data.prm_labels import PRMExample, build_prm_examples, save_examples
 from reasonscale.engines import build_engine
 from reasonscale.engines.cached import CachedEngine
 from reasonscale.pipelines.evaluate import run_evaluation, verifier_key
@@ -140,7 +140,9 @@ def prm_examples(cfg: SearchExperimentConfig, policy: str, out: Path) -> list[PR
     task = build_task(task_cfg)
     problems = task.load()
     s = cfg.sampling
-    params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=task.solution_stop, seed=s.seed)
+    params = SamplingParams(
+        temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=task.solution_stop, seed=s.seed
+    )
     store = Store(out / "store.sqlite")
     engine = CachedEngine(build_engine(policy_model(cfg, policy)), store)
     try:
@@ -163,12 +165,20 @@ def trained_prm(cfg: SearchExperimentConfig, policy: str, examples: list[PRMExam
     if info_file.is_file() and json.loads(info_file.read_text())["key"] == key:
         return path, json.loads(info_file.read_text())
     result = train_prm(examples, cfg.prm.base or policy, path, cfg.prm.train)
-    info = {"key": key, "steps": result.steps, "seconds": result.seconds, "first_loss": result.losses[0], "last_loss": sum(result.losses[-20:]) / len(result.losses[-20:])}
+    info = {
+        "key": key,
+        "steps": result.steps,
+        "seconds": result.seconds,
+        "first_loss": result.losses[0],
+        "last_loss": sum(result.losses[-20:]) / len(result.losses[-20:]),
+    }
     info_file.write_text(json.dumps(info, indent=2))
     return path, info
 
 
-def run_search_experiment(config_path: str | Path, overrides: list[str] | None = None, show_progress: bool = True) -> dict[str, Any]:
+def run_search_experiment(
+    config_path: str | Path, overrides: list[str] | None = None, show_progress: bool = True
+) -> dict[str, Any]:
     """Run (or resume) the experiment the YAML file describes; returns its summary (also in summary.json)."""
     cfg = load_config(config_path, overrides, model=SearchExperimentConfig)
     out = Path(cfg.output_dir)
@@ -212,17 +222,22 @@ def prm_metrics(
     return metrics
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def append_prm_section(report: Path, summary: dict[str, Any]) -> None:
     """Add the PRM measurements to the run's Markdown report."""
-    m = summary["prm"]
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    m, t = summary["prm"], summary["prm"]["training"]
     lines = [
         "## Process reward model",
-        f"Trained on {m['train_solutions']} policy solutions ({m['train_steps']} steps, policy accuracy "
-        f"{m['train_solution_accuracy']:.3f}), {m['training']['steps']} optimizer steps in {m['training']['seconds']:.0f} s.",
-        f"- Monte-Carlo labels vs oracle, step ROC AUC: {fmt(m['mc_label_auc'])}",
-        f"- PRM vs oracle first-error labels, step ROC AUC: {fmt(m.get('step_auc_first_error'))}",
-        f"- PRM vs oracle, all steps: {fmt(m.get('step_auc_all_steps'))}",
+        (
+            f"Trained on {m['train_solutions']} policy solutions ({m['train_steps']} steps, policy accuracy "
+            f"{m['train_solution_accuracy']:.3f}), {t['steps']} optimizer steps in {t['seconds']:.0f} s."
+        ),
+        f"- Monte-Carlo labels vs oracle, step ROC AUC (first-error labels): {_fmt(m['mc_label_auc'])}",
+        f"- PRM vs oracle, step ROC AUC (first-error labels): {_fmt(m.get('step_auc_first_error'))}",
+        f"- PRM vs oracle, step ROC AUC (all steps): {_fmt(m.get('step_auc_all_steps'))}",
     ]
     with report.open("a") as fh:
         fh.write("\n" + "\n".join(lines) + "\n")

@@ -126,7 +126,9 @@ class StepSearch:
             by_problem[beam.problem].append(i)
         for problem, members in by_problem.items():
             before = replace(self.verifier.usage)
-            scores = self.verifier.score([self.problems[problem]] * len(members), [self.steps(probes[i]) for i in members])
+            scores = self.verifier.score(
+                [self.problems[problem]] * len(members), [self.steps(probes[i]) for i in members]
+            )
             self.usage[problem] += usage_delta(before, self.verifier.usage)
             for i, step_scores in zip(members, scores):
                 beams[i].step_scores = step_scores[: len(self.steps(beams[i]))]

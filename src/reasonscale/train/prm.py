@@ -65,7 +65,11 @@ def build_model(base: str, cfg: PRMTrainConfig) -> torch.nn.Module:
 
         task_type = "CAUSAL_LM" if cfg.mode == "token" else "TOKEN_CLS"
         lora = LoraConfig(
-            r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear", exclude_modules=["score"], task_type=task_type
+            r=cfg.lora_r,
+            lora_alpha=2 * cfg.lora_r,
+            target_modules="all-linear",
+            exclude_modules=["score"],
+            task_type=task_type,
         )
         model = get_peft_model(model, lora)
     return model
@@ -118,7 +122,9 @@ def train_prm(
     torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     fmt = PRMFormat(mode=cfg.mode, step_separator=cfg.step_separator)
-    good_bad = (token_id(tokenizer, fmt.good_token), token_id(tokenizer, fmt.bad_token)) if cfg.mode == "token" else None
+    good_bad = (
+        (token_id(tokenizer, fmt.good_token), token_id(tokenizer, fmt.bad_token)) if cfg.mode == "token" else None
+    )
     data = [d for d in encode_examples(tokenizer, examples, fmt, cfg.target) if d[1]]
     model = build_model(str(base_model), cfg).train()
     params = [p for p in model.parameters() if p.requires_grad]

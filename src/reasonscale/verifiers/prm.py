@@ -132,7 +132,10 @@ class PRMVerifier(Verifier):
         self.batch_size = batch_size
         self.good_bad = None
         if self.format.mode == "token":
-            self.good_bad = (token_id(self.tokenizer, self.format.good_token), token_id(self.tokenizer, self.format.bad_token))
+            self.good_bad = (
+                token_id(self.tokenizer, self.format.good_token),
+                token_id(self.tokenizer, self.format.bad_token),
+            )
 
     def prompt(self, problem: Problem) -> str:
         template = self.format.prompt_template
@@ -143,7 +146,10 @@ class PRMVerifier(Verifier):
         return list(steps)
 
     def score(self, problems: Sequence[Problem], step_lists: Sequence[Sequence[str]]) -> list[list[float]]:
-        encoded = [encode_steps(self.tokenizer, self.prompt(p), self.segments(s), self.format) for p, s in zip(problems, step_lists)]
+        encoded = [
+            encode_steps(self.tokenizer, self.prompt(p), self.segments(s), self.format)
+            for p, s in zip(problems, step_lists)
+        ]
         scores: list[list[float]] = [[] for _ in encoded]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
         for start in range(0, len(order), self.batch_size):
