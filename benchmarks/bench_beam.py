@@ -22,19 +22,22 @@ from reasonscale.types import SamplingParams
 from reasonscale.verifiers.oracle import OracleVerifier
 
 
-def timed_beam(engine: HFEngine, task: LabTask, problems, prompts, params, n: int) -> tuple[float, int]:
-    """Seconds and completion tokens of one beam search (M=4) over all problems."""
+def timed_beam(engine: HFEngine, task: LabTask, problems, prompts, params, n: int) -> tuple[float, int, int]:
+    """Seconds, completion tokens and prompt tokens (re-encoded prefixes) of one beam search (M=4)."""
     search = StepSearch(task, engine, OracleVerifier(), problems, prompts, params, step_max_tokens=40)
     start = time.perf_counter()
     results = beam_search(search, n, beam_width=4, max_rounds=10)
-    return time.perf_counter() - start, sum(r.usage.completion_tokens for r in results)
+    seconds = time.perf_counter() - start
+    return seconds, sum(r.usage.completion_tokens for r in results), sum(r.usage.prompt_tokens for r in results)
 
 
-def timed_plain(engine: HFEngine, prompts: list[str], params: SamplingParams, n: int) -> tuple[float, int]:
-    """Seconds and completion tokens of n full samples per prompt in one call."""
+def timed_plain(engine: HFEngine, prompts: list[str], params: SamplingParams, n: int) -> tuple[float, int, int]:
+    """Seconds, completion tokens and prompt tokens of n full samples per prompt in one call."""
     start = time.perf_counter()
     outputs = engine.generate(prompts, SamplingParams(**{**params.__dict__, "n": n, "seed": 1}))
-    return time.perf_counter() - start, sum(c.completion_tokens for cs in outputs for c in cs)
+    seconds = time.perf_counter() - start
+    flat = [c for cs in outputs for c in cs]
+    return seconds, sum(c.completion_tokens for c in flat), sum(c.prompt_tokens for c in flat)
 
 
 def main() -> None:
@@ -55,11 +58,16 @@ def main() -> None:
     problems = task.load()
     prompts = [task.format_prompt(p) for p in problems]
     params = SamplingParams(temperature=0.8, max_tokens=160, stop=task.solution_stop)
-    beam = min(timed_beam(engine, task, problems, prompts, params, args.n) for _ in range(args.repeats))
-    plain = min(timed_plain(engine, prompts, params, args.n) for _ in range(args.repeats))
+    beams, plains = [], []
+    for _ in range(args.repeats):  # alternate, and keep the best of each, to damp noise from other processes
+        beams.append(timed_beam(engine, task, problems, prompts, params, args.n))
+        plains.append(timed_plain(engine, prompts, params, args.n))
+    print("runs (s):", " ".join(f"beam {b[0]:.2f} / plain {p[0]:.2f}" for b, p in zip(beams, plains)))
+    beam, plain = min(beams), min(plains)
     scaled = plain[0] * beam[1] / plain[1]
-    print(f"beam search   : {beam[0]:7.2f} s for {beam[1]} generated tokens")
-    print(f"plain sampling: {plain[0]:7.2f} s for {plain[1]} generated tokens ({scaled:.2f} s at the beam's count)")
+    print(f"beam search   : {beam[0]:7.2f} s for {beam[1]} generated tokens, {beam[2]} prompt tokens encoded")
+    print(f"plain sampling: {plain[0]:7.2f} s for {plain[1]} generated tokens, {plain[2]} prompt tokens encoded")
+    print(f"plain sampling scaled to the beam's generated tokens: {scaled:.2f} s")
     print(f"ratio beam / plain at equal generated tokens: {beam[0] / scaled:.2f} (target <= 1.3)")
 
 

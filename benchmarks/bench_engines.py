@@ -21,12 +21,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
 import torch
-
 from bench_hf_engine import build_model, prompts_for
+
 from reasonscale.engines.hf import HFEngine
 from reasonscale.engines.openai import OpenAIEngine
 from reasonscale.types import SamplingParams
@@ -82,17 +83,18 @@ def main() -> None:
         try:
             local = HFEngine(str(model_dir), device="cpu", max_batch_size=64)
             expected = local.generate(prompts, params)
-            full_batch = best_rate(lambda: local.generate(prompts, params), samples, args.repeats)
+            full_batch = best_rate(partial(local.generate, prompts, params), samples, args.repeats)
             print(f"{samples} samples of {args.max_tokens} tokens; in-process at batch 64: {full_batch:.1f} samples/s")
             print(" c | client samples/s | in-process batch c | vs batch c | vs batch 64")
             for concurrency in (1, 4, 16):
                 client = OpenAIEngine(url, "bench", concurrency=concurrency)
                 assert client.generate(prompts, params) == expected, "client and in-process outputs differ"
-                rate = best_rate(lambda: client.generate(prompts, params), samples, args.repeats)
+                rate = best_rate(partial(client.generate, prompts, params), samples, args.repeats)
                 client.close()
                 local.max_batch_size = concurrency
-                batch_c = best_rate(lambda: local.generate(prompts, params), samples, args.repeats)
-                print(f"{concurrency:2d} | {rate:16.1f} | {batch_c:18.1f} | {rate / batch_c:10.2f} | {rate / full_batch:11.2f}")
+                batch_c = best_rate(partial(local.generate, prompts, params), samples, args.repeats)
+                ratios = f"{rate / batch_c:10.2f} | {rate / full_batch:11.2f}"
+                print(f"{concurrency:2d} | {rate:16.1f} | {batch_c:18.1f} | {ratios}")
         finally:
             process.kill()
 

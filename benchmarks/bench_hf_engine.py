@@ -100,5 +100,6 @@ def main() -> None:
     for name, rate in best.items():
         print(f"{name:<36} {rate:8.0f} tok/s   ratio {rate / raw:.2f}")
 
+
 if __name__ == "__main__":
     main()

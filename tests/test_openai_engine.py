@@ -106,7 +106,9 @@ def test_greedy_and_sampled_outputs_equal_the_in_process_engine(server, engine):
 def test_chat_api_sends_the_prompt_as_a_user_turn(server, engine):
     client = OpenAIEngine(server.url, "tiny", api="chat")
     made = client.generate(["hi"], SamplingParams(max_tokens=8))
-    assert made == engine.generate([engine.render_chat([{"role": "user", "content": "hi"}])], SamplingParams(max_tokens=8))
+    assert made == engine.generate(
+        [engine.render_chat([{"role": "user", "content": "hi"}])], SamplingParams(max_tokens=8)
+    )
     assert client.model_id == "openai-chat:tiny"
     client.close()
 
@@ -138,6 +140,8 @@ def test_a_wrong_url_path_or_model_name_is_named(server):
 
 def test_the_api_key_comes_from_the_environment_and_is_never_shown(engine, monkeypatch):
     with BackgroundServer(create_app(engine, "tiny", token="right-key")) as running:
+        with pytest.raises(ServerError, match="wants an API key .* set model.api_key_env"):
+            OpenAIEngine(running.url, "tiny")
         with pytest.raises(ServerError, match=r"RS_TEST_KEY.*not set"):
             OpenAIEngine(running.url, "tiny", api_key_env="RS_TEST_KEY")
         monkeypatch.setenv("RS_TEST_KEY", "wrong-key-123")
@@ -166,6 +170,7 @@ def test_a_server_failing_a_fifth_of_requests_gives_identical_results(engine):
         client.close()
 
 
+@pytest.mark.slow
 def test_a_killed_server_fails_the_run_and_a_rerun_recomputes_nothing_stored(tmp_path, tiny_model_dir, engine):
     reference = plain(engine.generate(PROMPTS, SAMPLED))
     server = ServerProcess(tiny_model_dir, tmp_path / "server.log").start()
@@ -187,6 +192,7 @@ def test_a_killed_server_fails_the_run_and_a_rerun_recomputes_nothing_stored(tmp
         server.kill()
 
 
+@pytest.mark.slow
 def test_the_client_rides_out_a_server_restart(tmp_path, tiny_model_dir, engine):
     reference = plain(engine.generate(PROMPTS, SAMPLED))
     server = ServerProcess(tiny_model_dir, tmp_path / "server.log").start()

@@ -65,3 +65,9 @@ def test_too_few_resources_fail_at_once():
     with pytest.raises(RuntimeError, match="3 replicas need 3 GPUs but the Ray cluster has 1"):
         check_resources({"CPU": 8.0, "GPU": 1.0}, replicas=3, cpus=1.0, gpus=1.0)
     check_resources({"CPU": 2.0}, replicas=2, cpus=1.0, gpus=0.0)
+
+
+def test_a_replica_that_cannot_load_its_model_is_reported(replicated):
+    cfg = ModelConfig(path="/no/such/model", engine="ray", replicas=1, device="cpu")
+    with pytest.raises(RuntimeError, match="(?s)'hf' replica failed to start.*model path does not exist"):
+        build_engine(cfg)

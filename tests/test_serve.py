@@ -113,7 +113,9 @@ def test_concurrent_requests_are_batched(engine, monkeypatch):
 async def concurrent_greedy(url: str, prompts: list[str]) -> list[str]:
     async with httpx.AsyncClient(timeout=60) as client:
         body = {"model": "tiny", "temperature": 0, "max_tokens": 12}
-        responses = await asyncio.gather(*(client.post(f"{url}/completions", json={**body, "prompt": p}) for p in prompts))
+        responses = await asyncio.gather(
+            *(client.post(f"{url}/completions", json={**body, "prompt": p}) for p in prompts)
+        )
     return [r.json()["choices"][0]["text"] for r in responses]
 
 

@@ -42,7 +42,12 @@ def test_each_sample_gets_its_own_seed_and_the_stop_is_left_out():
 
 @pytest.mark.parametrize(
     ("finish", "stop_reason", "expected_stop", "expected_finish"),
-    [("stop", "\n\n", "\n\n", "stop"), ("stop", None, None, "stop"), ("stop", 2, None, "stop"), ("length", None, None, "length")],
+    [
+        ("stop", "\n\n", "\n\n", "stop"),
+        ("stop", None, None, "stop"),
+        ("stop", 2, None, "stop"),
+        ("length", None, None, "length"),
+    ],
 )
 def test_outputs_map_to_completions(finish, stop_reason, expected_stop, expected_finish):
     sample = SimpleNamespace(text="step one", token_ids=[5, 6, 7], finish_reason=finish, stop_reason=stop_reason)

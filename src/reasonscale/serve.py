@@ -24,7 +24,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -83,6 +83,10 @@ class ChatRequest(SamplingFields):
 
 class ServeError(ValueError):
     """A server setting that is refused (e.g. a public address without --allow-remote)."""
+
+
+class GenerationError(RuntimeError):
+    """Generation failed for a batch; every request in it gets this error."""
 
 
 @dataclass
@@ -146,10 +150,11 @@ class Batcher:
         seeds = [s for job in group for s in job.seeds]
         try:
             made = await asyncio.to_thread(self.engine.complete_seeded, prompts, seeds, params)
-        except Exception as error:  # the failure belongs to these requests, not to the server
+        except Exception as error:  # noqa: BLE001 - whatever failed, it fails these requests, not the server
+            failure = GenerationError(f"{type(error).__name__}: {error}")
             for job in group:
                 if not job.future.done():
-                    job.future.set_exception(error)
+                    job.future.set_exception(failure)
             return
         start = 0
         for job in group:
@@ -168,6 +173,45 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def completions_body(model: str, made: list[Completion], n: int) -> dict[str, Any]:
+    """A /v1/completions response; prompt tokens count once per prompt, as OpenAI does."""
+    choices = [
+        {"index": i, "text": c.text, "finish_reason": c.finish_reason, "stop_reason": c.stop, "logprobs": None}
+        for i, c in enumerate(made)
+    ]
+    prompt_tokens = sum(c.prompt_tokens for c in made[::n])
+    return {
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": usage(prompt_tokens, sum(c.completion_tokens for c in made)),
+    }
+
+
+def chat_body(model: str, made: list[Completion]) -> dict[str, Any]:
+    """A /v1/chat/completions response for the choices of one chat."""
+    choices = [
+        {
+            "index": i,
+            "message": {"role": "assistant", "content": c.text},
+            "finish_reason": c.finish_reason,
+            "stop_reason": c.stop,
+            "logprobs": None,
+        }
+        for i, c in enumerate(made)
+    ]
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": usage(made[0].prompt_tokens, sum(c.completion_tokens for c in made)),
     }
 
 
@@ -215,8 +259,8 @@ def create_app(
     async def generate(prompts: list[str], seeds: list[int], params: SamplingParams) -> list[Completion] | JSONResponse:
         try:
             return await batcher.submit(prompts, seeds, params)
-        except Exception as error:
-            return error_response(500, f"generation failed: {type(error).__name__}: {error}", "server_error")
+        except GenerationError as error:
+            return error_response(500, f"generation failed: {error}", "server_error")
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -232,19 +276,7 @@ def create_app(
         made = await generate([p for p in prompts for _ in range(body.n)], seeds, body.sampling(body.max_tokens))
         if isinstance(made, JSONResponse):
             return made
-        choices = [
-            {"index": i, "text": c.text, "finish_reason": c.finish_reason, "stop_reason": c.stop, "logprobs": None}
-            for i, c in enumerate(made)
-        ]
-        prompt_tokens = sum(c.prompt_tokens for c in made[:: body.n])
-        return {
-            "id": f"cmpl-{uuid.uuid4().hex}",
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": name,
-            "choices": choices,
-            "usage": usage(prompt_tokens, sum(c.completion_tokens for c in made)),
-        }
+        return completions_body(name, made, body.n)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest):
@@ -258,24 +290,7 @@ def create_app(
         made = await generate([prompt] * body.n, body.choice_seeds(), body.sampling(max_tokens))
         if isinstance(made, JSONResponse):
             return made
-        choices = [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": c.text},
-                "finish_reason": c.finish_reason,
-                "stop_reason": c.stop,
-                "logprobs": None,
-            }
-            for i, c in enumerate(made)
-        ]
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": name,
-            "choices": choices,
-            "usage": usage(made[0].prompt_tokens, sum(c.completion_tokens for c in made)),
-        }
+        return chat_body(name, made)
 
     return app
 
@@ -336,7 +351,7 @@ class BackgroundServer:
         """The API root to give a client, e.g. http://127.0.0.1:PORT/v1."""
         return f"http://{self.host}:{self.port}/v1"
 
-    def start(self, timeout: float = 30.0) -> BackgroundServer:
+    def start(self, timeout: float = 30.0) -> Self:
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
@@ -349,7 +364,7 @@ class BackgroundServer:
         self.server.should_exit = True
         self.thread.join(timeout=30)
 
-    def __enter__(self) -> BackgroundServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -114,7 +114,7 @@ class OpenAIEngine(Engine):
         self.tokenizer_path = tokenizer_path
         self._tokenizer = None
         self._headers = {"Authorization": f"Bearer {read_api_key(api_key_env)}"} if api_key_env else {}
-        self._key_hint = f"the key in ${api_key_env}" if api_key_env else "no key (set model.api_key_env)"
+        self._api_key_env = api_key_env
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="openai-engine", daemon=True)
         self._thread.start()
@@ -192,7 +192,7 @@ class OpenAIEngine(Engine):
                 "is it running, and is model.base_url right?"
             ) from None
         if response.status_code in (401, 403):
-            raise ServerError(f"{self.base_url} rejected {self._key_hint} (HTTP {response.status_code})")
+            raise self._auth_error(response.status_code)
         if response.status_code == 404:
             raise ServerError(f"{url} not found: model.base_url should be the API root, usually ending in /v1")
         if response.status_code != 200:
@@ -204,6 +204,11 @@ class OpenAIEngine(Engine):
                 "Set model.served_model_name to one of them."
             )
         return cards[self.model]
+
+    def _auth_error(self, status: int) -> ServerError:
+        if self._api_key_env:
+            return ServerError(f"{self.base_url} rejected the key in ${self._api_key_env} (HTTP {status})")
+        return ServerError(f"{self.base_url} wants an API key (HTTP {status}): set model.api_key_env")
 
     async def _complete_all(self, requests: Sequence[SampleRequest], params: SamplingParams) -> list[Completion]:
         tasks = [asyncio.ensure_future(self._complete_one(r, params)) for r in requests]
@@ -246,7 +251,7 @@ class OpenAIEngine(Engine):
                 if response.status_code == 200:
                     return response.json()
                 if response.status_code in (401, 403):
-                    raise ServerError(f"{url} rejected {self._key_hint} (HTTP {response.status_code})")
+                    raise self._auth_error(response.status_code)
                 if not is_retryable(response.status_code):
                     raise ServerError(f"{url} answered HTTP {response.status_code}: {error_message(response)}")
                 failure = f"HTTP {response.status_code}: {error_message(response)}"

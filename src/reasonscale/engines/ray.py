@@ -50,7 +50,7 @@ class RayEngine(Engine):
         from ray.util import ActorPool
 
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            ray.init(**({"address": address} if address else {"include_dashboard": False}))
         check_resources(ray.cluster_resources(), replicas, cpus_per_replica, gpus_per_replica)
         actor = ray.remote(Replica).options(num_cpus=cpus_per_replica, num_gpus=gpus_per_replica)
         self.actors = [actor.remote(replica_cfg.model_dump()) for _ in range(replicas)]
@@ -80,7 +80,9 @@ class RayEngine(Engine):
     def complete(self, requests: Sequence[SampleRequest], params: SamplingParams) -> list[Completion]:
         order = sorted(range(len(requests)), key=lambda k: len(requests[k].prompt))
         chunks = [order[i : i + self.chunk_size] for i in range(0, len(order), self.chunk_size)]
-        outputs = self.pool.map(lambda actor, chunk: actor.complete.remote([requests[k] for k in chunk], params), chunks)
+        outputs = self.pool.map(
+            lambda actor, chunk: actor.complete.remote([requests[k] for k in chunk], params), chunks
+        )
         results: list[Completion | None] = [None] * len(requests)
         for chunk, made in zip(chunks, outputs):
             for k, completion in zip(chunk, made):

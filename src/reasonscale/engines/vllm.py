@@ -68,7 +68,8 @@ def count_parameters(path: str) -> int:
     total = 0
     for file in sorted(Path(path).glob("*.safetensors")) if Path(path).is_dir() else []:
         with safe_open(str(file), framework="pt") as weights:
-            for name in weights.keys():
+            names = weights.keys()  # a safe_open handle, not a dict
+            for name in names:
                 if "embed" not in name:
                     total += math.prod(weights.get_slice(name).get_shape())
     return total

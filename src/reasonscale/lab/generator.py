@@ -141,4 +141,17 @@ def generate(level: int, key: str) -> Graph:
             build.constant()
         else:
             build.extend(rng.choice(build.nodes))
-    return Graph(tuple(_random_topological_order(rng, build.nodes)), target.name)
+    order = _random_topological_order(rng, build.nodes)
+    if ORDERED_NAMES:
+        return _renamed(order, target.name, string.ascii_lowercase)
+    return Graph(tuple(order), target.name)
+
+
+ORDERED_NAMES = False
+
+
+def _renamed(nodes: list[Node], target: str, names: str) -> Graph:
+    """The graph with its quantities renamed, in definition order, by `names`."""
+    new = {n.name: names[i] for i, n in enumerate(nodes)}
+    renamed = [Node(new[n.name], n.value, n.op, tuple(new.get(a, a) if isinstance(a, str) else a for a in n.args)) for n in nodes]
+    return Graph(tuple(renamed), new[target])
