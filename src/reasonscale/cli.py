@@ -87,6 +87,100 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory with su
     Console().print(results_table(summary))
 
 
+lab_app = typer.Typer(help="The synthetic lab domain: data, tiny models, demo and search experiment.")
+app.add_typer(lab_app, name="lab")
+
+
+@lab_app.command("train")
+def lab_train(
+    preset: Annotated[str, typer.Option(help="weak, default or strong")] = "default",
+    budget_s: Annotated[float | None, typer.Option(help="wall-time cap in seconds (default: the preset's)")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
+) -> None:
+    """Train a lab model preset from scratch (resumes from its last checkpoint; reuses a finished one)."""
+    from reasonscale.lab.train import train_preset
+
+    path = run_safely(train_preset, preset, budget_s=budget_s, progress=not quiet)
+    console.print(f"model ready: {path}")
+
+
+@lab_app.command("demo")
+def lab_demo(
+    preset: Annotated[str, typer.Option(help="lab model preset")] = "default",
+    per_level: Annotated[int, typer.Option(help="test problems per level")] = 40,
+    n: Annotated[int, typer.Option(help="largest number of samples per problem")] = 16,
+    output_dir: Annotated[str, typer.Option(help="run directory")] = "runs/lab-demo",
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """The main job: train or reuse the lab model, then greedy vs majority vs best-of-N for N = 1..n, per level."""
+    from reasonscale.pipelines.lab_demo import run_demo
+
+    cfg, summary = run_safely(run_demo, preset, output_dir, per_level, n, show_progress=not quiet)
+    Console().print(results_table(summary))
+    console.print(f"report: {cfg.output_dir}/report.md")
+
+
+@lab_app.command("export")
+def lab_export(
+    out: Annotated[Path, typer.Argument(help="JSONL file to write")],
+    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    per_level: Annotated[int, typer.Option(help="problems per level")] = 40,
+    seed: Annotated[int, typer.Option(help="sampling seed within the split")] = 0,
+) -> None:
+    """Write lab problems (problem, answer, level, graph) as JSONL."""
+    from reasonscale.lab.splits import export_jsonl, load_problems
+
+    problems = run_safely(load_problems, split, [1, 2, 3, 4, 5], per_level, seed)
+    console.print(f"wrote {len(problems)} problems to {export_jsonl(problems, out)}")
+
+
+@lab_app.command("search")
+def lab_search(
+    config: Annotated[Path, typer.Argument(help="search experiment YAML, e.g. examples/lab_search.yaml")],
+    set_: Annotated[list[str], typer.Option("--set", help="override, e.g. --set budgets=[1,4]")] = [],
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Verifier-guided search on the lab domain: train a PRM from rollouts, compare strategies per level."""
+    from reasonscale.pipelines.search_experiment import run_search_experiment
+
+    summary = run_safely(run_search_experiment, config, set_, show_progress=not quiet)
+    Console().print(results_table(summary))
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="model directory or Hugging Face id")],
+    host: Annotated[str, typer.Option(help="address to bind (loopback unless --allow-remote)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    allow_remote: Annotated[bool, typer.Option(help="allow binding a non-loopback address")] = False,
+    token_env: Annotated[str | None, typer.Option(help="env var holding a bearer token clients must send")] = None,
+    model_name: Annotated[str | None, typer.Option(help="name clients use (default: the path)")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda...")] = "auto",
+    max_batch_size: Annotated[int, typer.Option(help="rows per generate call")] = 64,
+) -> None:
+    """Serve a model over an OpenAI-compatible HTTP API (completions, chat completions, models)."""
+    import os
+
+    from reasonscale.serve import serve as serve_model
+
+    token = None
+    if token_env:
+        token = os.environ.get(token_env)
+        if not token:
+            fail(f"--token-env {token_env}: that environment variable is empty or unset")
+    run_safely(
+        serve_model,
+        model,
+        host=host,
+        port=port,
+        token=token,
+        allow_remote=allow_remote,
+        model_name=model_name,
+        device=device,
+        max_batch_size=max_batch_size,
+    )
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m reasonscale`
     app(prog_name="reasonscale")
 
