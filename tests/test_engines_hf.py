@@ -43,23 +43,23 @@ def test_build_engine_makes_an_hf_engine(tiny_model_dir):
 
 
 def test_sampling_is_reproducible_under_a_seed(engine):
-    params = SamplingParams(n=4, temperature=1.0, max_tokens=16, seed=7)
+    params = SamplingParams(n=3, temperature=1.0, max_tokens=10, seed=7)
     first, again = engine.generate(PROMPTS, params), engine.generate(PROMPTS, params)
     assert first == again
     assert all(len({c.text for c in row}) > 1 for row in first), "samples of one prompt should differ"
-    other_seed = engine.generate(PROMPTS, SamplingParams(n=4, temperature=1.0, max_tokens=16, seed=8))
+    other_seed = engine.generate(PROMPTS, replace(params, seed=8))
     assert other_seed != first
 
 
 def test_a_sample_is_the_same_in_any_batch(tiny_model_dir, engine):
-    params = SamplingParams(n=3, temperature=0.9, top_p=0.9, max_tokens=16, seed=3)
+    params = SamplingParams(n=2, temperature=0.9, top_p=0.9, max_tokens=10, seed=3)
     together = engine.generate(PROMPTS, params)
     alone = [engine.generate([p], params)[0] for p in PROMPTS]
     assert together == alone
-    small_batches = HFEngine(str(tiny_model_dir), device="cpu", max_batch_size=2)
-    shuffled = [SampleRequest(p, i) for i in (2, 0, 1) for p in reversed(PROMPTS)]
+    small_batches = HFEngine(str(tiny_model_dir), device="cpu", max_batch_size=3)
+    shuffled = [SampleRequest(p, i) for i in (1, 0) for p in reversed(PROMPTS)]
     made = dict(zip(shuffled, small_batches.complete(shuffled, params)))
-    assert [[made[SampleRequest(p, i)] for i in range(3)] for p in PROMPTS] == together
+    assert [[made[SampleRequest(p, i)] for i in range(2)] for p in PROMPTS] == together
 
 
 def test_greedy_samples_are_identical(engine):

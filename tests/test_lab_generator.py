@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -48,13 +49,14 @@ def test_levels_follow_their_knobs(level):
     spec = LEVELS[level]
     for i in range(50):
         graph = generate(level, f"knobs/{i}")
-        ops = [n for n in graph.nodes if n.name in graph.needed and not n.is_constant]
-        assert len(ops) == spec.ops
-        assert len(graph.nodes) - len(graph.needed) >= spec.distractors
-        assert all(0 <= n.value <= spec.max_value for n in graph.nodes)
-        op_inputs = [sum(not graph.by_name[a].is_constant for a in n.inputs) for n in ops]
-        assert (max(op_inputs) == 2) == (spec.branches > 1)
-        assert op_inputs.count(2) == spec.branches - 1
+        needed = [n for n in graph.nodes if n.name in graph.needed]
+        assert len(needed) == spec.ops and len(graph.solution_steps) == spec.ops + 1
+        assert len(graph.nodes) - len(needed) == spec.distractors
+        numbers = [int(x) for x in re.findall(r"\d+", graph.question + graph.solution)]
+        assert all(0 <= x <= spec.max_value for x in numbers)
+        inputs = [len(n.inputs) for n in needed]
+        assert (inputs.count(0), inputs.count(2)) == (spec.branches, spec.branches - 1)
+        assert [n.name for n in graph.nodes] == list("abcdefghijklmnopqrstuvwxyz"[: len(graph.nodes)])
         assert graph.solution_steps[-1] == f"answer={graph.answer}"
 
 
@@ -64,9 +66,11 @@ def test_text_and_dict_round_trips():
         assert Graph.from_question(graph.question) == graph
         assert Graph.from_dict(json.loads(json.dumps(graph.to_dict()))) == graph
     with pytest.raises(ValueError):
-        Graph.from_question("a=1, b=c+2. Find b.")
+        Graph.from_question("a=1+1, b=c+2. Find b.")
     with pytest.raises(ValueError):
-        Graph.from_question("a=1, b=a//0. Find b.")
+        Graph.from_question("a=1-1, b=5//a. Find b.")
+    with pytest.raises(ValueError):
+        Graph.from_question("a=7, b=a+2. Find b.")
 
 
 def test_splits_are_disjoint():

@@ -14,8 +14,8 @@ GRAPHS = [g for level in LEVELS for g in eval_pool("test", level)[:40]]
 
 
 def op_nodes(graph: Graph) -> list[Node]:
-    """The needed operations in canonical order (step i of the canonical solution computes op_nodes[i])."""
-    return [n for n in graph.nodes if n.name in graph.needed and not n.is_constant]
+    """The needed quantities in canonical order (step i of the canonical solution computes op_nodes[i])."""
+    return [n for n in graph.nodes if n.name in graph.needed]
 
 
 def step_with(node: Node, graph: Graph, values: list[int], op: str | None = None) -> str:
@@ -26,7 +26,7 @@ def step_with(node: Node, graph: Graph, values: list[int], op: str | None = None
 
 
 def true_values(node: Node, graph: Graph) -> list[int]:
-    return [graph.values[a] if isinstance(a, str) else a for a in node.args]
+    return [graph.value_of(a) for a in node.args]
 
 
 def replaced(steps: list[str], index: int, step: str) -> list[str]:
@@ -41,7 +41,7 @@ def injections(graph: Graph) -> list[tuple[list[str], int, ErrorKind]]:
         values = true_values(node, graph)
         wrong_result = steps[i].rsplit("=", 1)[0] + f"={node.value + 1}"
         cases.append((replaced(steps, i, wrong_result), i, ErrorKind.ARITHMETIC))
-        k = next(k for k, a in enumerate(node.args) if isinstance(a, str))
+        k = next((k for k, a in enumerate(node.args) if isinstance(a, str)), 0)
         off = [v + 1 if j == k else v for j, v in enumerate(values)]
         cases.append((replaced(steps, i, step_with(node, graph, off)), i, ErrorKind.WRONG_VALUE))
         other_op = next(op for op in ("+", "-", "*") if op != node.op)
@@ -50,8 +50,6 @@ def injections(graph: Graph) -> list[tuple[list[str], int, ErrorKind]]:
             cases.append((replaced(steps, i, garbage), i, ErrorKind.INVALID))
         undefined = next(c for c in "abcdefghijklmnopqrstuvwxyz" if c not in graph.by_name)
         cases.append((replaced(steps, i, undefined + steps[i][1:]), i, ErrorKind.INVALID))
-        constant = next(n for n in graph.nodes if n.is_constant)
-        cases.append((replaced(steps, i, f"{constant.name}={constant.value}+0={constant.value}"), i, ErrorKind.INVALID))
         earlier = [j for j, n in enumerate(nodes[:i]) if n.name in node.inputs]
         if earlier:  # move the step before the step that computes one of its inputs
             j = earlier[0]
@@ -86,7 +84,7 @@ def test_computing_a_distractor_is_a_correct_step():
         (g, n)
         for g in GRAPHS
         for n in g.nodes
-        if not n.is_constant and n.name not in g.needed and all(a in g.needed or g.by_name[a].is_constant for a in n.inputs)
+        if n.name not in g.needed and all(a in g.needed for a in n.inputs)
     ]
     assert cases
     for graph, distractor in cases:

@@ -123,6 +123,16 @@ def test_build_engine_reads_the_config_and_renders_chats_locally(server, tiny_mo
         build_engine(ModelConfig(path="x", engine="openai"))
 
 
+def test_a_client_may_name_the_model_by_its_path(engine, tiny_model_dir):
+    with BackgroundServer(create_app(engine, root=str(tiny_model_dir))) as running:
+        client = build_engine(ModelConfig(path=str(tiny_model_dir), engine="openai", base_url=running.url))
+        assert client.model == engine.model_id and client.model_id == f"openai-completions:{engine.model_id}"
+        assert client.generate(["x"], SamplingParams(max_tokens=6)) == engine.generate(
+            ["x"], SamplingParams(max_tokens=6)
+        )
+        client.close()
+
+
 def test_an_unreachable_server_fails_at_once_naming_the_url():
     url = f"http://127.0.0.1:{free_port()}/v1"
     start = time.monotonic()

@@ -62,12 +62,14 @@ def test_a_store_filled_by_replicas_serves_the_single_engine(tmp_path, replicate
 
 
 def test_too_few_resources_fail_at_once():
-    with pytest.raises(RuntimeError, match="3 replicas need 3 GPUs but the Ray cluster has 1"):
+    with pytest.raises(RuntimeError, match="3 replicas need 3 GPUs but the Ray cluster has 1 free"):
         check_resources({"CPU": 8.0, "GPU": 1.0}, replicas=3, cpus=1.0, gpus=1.0)
     check_resources({"CPU": 2.0}, replicas=2, cpus=1.0, gpus=0.0)
 
 
-def test_a_replica_that_cannot_load_its_model_is_reported(replicated):
+def test_a_busy_cluster_or_a_bad_replica_is_reported_at_once(replicated):
     cfg = ModelConfig(path="/no/such/model", engine="ray", replicas=1, device="cpu")
+    with pytest.raises(RuntimeError, match="1 replicas need 1 CPUs but the Ray cluster has 0 free"):
+        build_engine(cfg)  # the two replicas above hold both CPUs
     with pytest.raises(RuntimeError, match="(?s)'hf' replica failed to start.*model path does not exist"):
-        build_engine(cfg)
+        build_engine(cfg.model_copy(update={"cpus_per_replica": 0.0}))

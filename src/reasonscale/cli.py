@@ -154,7 +154,7 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     allow_remote: Annotated[bool, typer.Option(help="allow binding a non-loopback address")] = False,
     token_env: Annotated[str | None, typer.Option(help="env var holding a bearer token clients must send")] = None,
-    model_name: Annotated[str | None, typer.Option(help="name clients use (default: the path)")] = None,
+    model_name: Annotated[str | None, typer.Option(help="name clients use (default: the model fingerprint; the path also works)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda...")] = "auto",
     max_batch_size: Annotated[int, typer.Option(help="rows per generate call")] = 64,
 ) -> None:

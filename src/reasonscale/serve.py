@@ -103,12 +103,14 @@ class Batcher:
     """Runs generation jobs on the engine one batch at a time, merging the queued jobs that share sampling settings.
 
     Clients that keep requests in flight answer each finished batch with as many new requests, so a batch waits
-    (at most `max_wait` seconds) for that burst on top of the jobs that queued up while the last batch ran.
+    (at most `max_wait` seconds) for that burst on top of the jobs that queued up while the last batch ran, and
+    then for as long as further jobs keep arriving less than `gap` seconds apart.
     """
 
-    def __init__(self, engine: HFEngine, max_wait: float = 0.05):
+    def __init__(self, engine: HFEngine, max_wait: float = 0.05, gap: float = 0.002):
         self.engine = engine
         self.max_wait = max_wait
+        self.gap = gap
         self.last_size = 1
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
 
@@ -132,14 +134,12 @@ class Batcher:
         jobs = [await self.queue.get()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
-        while True:
+        while (remaining := deadline - loop.time()) > 0:
             while not self.queue.empty():
                 jobs.append(self.queue.get_nowait())
-            remaining = deadline - loop.time()
-            if len(jobs) >= target or remaining <= 0:
-                break
+            wait = min(remaining, self.gap) if len(jobs) >= target else remaining
             try:
-                jobs.append(await asyncio.wait_for(self.queue.get(), remaining))
+                jobs.append(await asyncio.wait_for(self.queue.get(), wait))
             except TimeoutError:
                 break
         self.last_size = len(jobs)
@@ -220,9 +220,14 @@ def create_app(
     model_name: str | None = None,
     token: str | None = None,
     fault_rate: float | None = None,
+    root: str | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving `engine` under `model_name` (default: its model_id); `token` guards every route."""
+    """The FastAPI app serving `engine` under `model_name` (default: its model_id); `token` guards every route.
+
+    `root` (the model's path, as vLLM reports it) is accepted as a second name for the model.
+    """
     name = model_name or engine.model_id
+    names = {name, root or name}
     batcher = Batcher(engine)
     faults = float(os.environ.get(FAULT_RATE_ENV, "0")) if fault_rate is None else fault_rate
     chaos = random.Random()
@@ -250,7 +255,7 @@ def create_app(
         return error_response(400, problems)
 
     def refusal(body: SamplingFields) -> JSONResponse | None:
-        if body.model and body.model != name:
+        if body.model and body.model not in names:
             return error_response(404, f"model '{body.model}' is not served here; this server serves '{name}'")
         if body.stream:
             return error_response(400, "streaming is not supported by reasonscale serve")
@@ -264,8 +269,8 @@ def create_app(
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        card = {"id": name, "object": "model", "owned_by": "reasonscale", "num_parameters": engine.num_parameters}
-        return {"object": "list", "data": [card]}
+        card = {"id": name, "object": "model", "owned_by": "reasonscale", "root": root or name}
+        return {"object": "list", "data": [{**card, "num_parameters": engine.num_parameters}]}
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest):
@@ -322,12 +327,15 @@ def serve(
     max_batch_size: int = 64,
     log_level: str = "info",
 ) -> None:
-    """Load the model at `model_path` with the hf engine and serve it until interrupted (blocking)."""
+    """Load the model at `model_path` with the hf engine and serve it until interrupted (blocking).
+
+    Clients name the model `model_name` (default: its fingerprinted id, e.g. `model@1a2b...`) or `model_path`.
+    """
     check_host(host, allow_remote)
     if allow_remote and not token:
         log.warning("serving on %s without a token: anyone who can reach this port can use the model", host)
     engine = HFEngine(model_path, device=device, dtype=dtype, max_batch_size=max_batch_size)
-    uvicorn.run(create_app(engine, model_name, token), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(engine, model_name, token, root=model_path), host=host, port=port, log_level=log_level)
 
 
 class BackgroundServer:

@@ -124,7 +124,8 @@ class OpenAIEngine(Engine):
         except ServerError:
             self.close()
             raise
-        self.model_id = f"openai-{api}:{model}"
+        self.model = card["id"]  # the served name, also when `model` matched the card's root (its path)
+        self.model_id = f"openai-{api}:{self.model}"
         self.num_parameters = int(card.get("num_parameters") or 0)
 
     @classmethod
@@ -182,7 +183,7 @@ class OpenAIEngine(Engine):
         return client, asyncio.Semaphore(concurrency)
 
     async def _model_card(self) -> dict[str, Any]:
-        """Check URL, key and model name once, without retries; return the served model's entry."""
+        """Check URL, key and model once, without retries; return the entry whose id or root (path) is the model."""
         url = f"{self.base_url}/models"
         try:
             response = await self._client.get(url, headers=self._headers)
@@ -197,13 +198,14 @@ class OpenAIEngine(Engine):
             raise ServerError(f"{url} not found: model.base_url should be the API root, usually ending in /v1")
         if response.status_code != 200:
             raise ServerError(f"{url} answered HTTP {response.status_code}: {error_message(response)}")
-        cards = {card.get("id"): card for card in response.json().get("data", [])}
-        if self.model not in cards:
-            raise ServerError(
-                f"{self.base_url} does not serve model '{self.model}'; it serves {sorted(map(str, cards))}. "
-                "Set model.served_model_name to one of them."
-            )
-        return cards[self.model]
+        cards = response.json().get("data", [])
+        for card in cards:
+            if self.model in (card.get("id"), card.get("root")):
+                return card
+        raise ServerError(
+            f"{self.base_url} does not serve model '{self.model}'; it serves {sorted(str(c.get('id')) for c in cards)}."
+            " Set model.served_model_name to one of them."
+        )
 
     def _auth_error(self, status: int) -> ServerError:
         if self._api_key_env:

@@ -51,7 +51,7 @@ class RayEngine(Engine):
 
         if not ray.is_initialized():
             ray.init(**({"address": address} if address else {"include_dashboard": False}))
-        check_resources(ray.cluster_resources(), replicas, cpus_per_replica, gpus_per_replica)
+        check_resources(ray.available_resources(), replicas, cpus_per_replica, gpus_per_replica)
         actor = ray.remote(Replica).options(num_cpus=cpus_per_replica, num_gpus=gpus_per_replica)
         self.actors = [actor.remote(replica_cfg.model_dump()) for _ in range(replicas)]
         try:
@@ -102,11 +102,11 @@ class RayEngine(Engine):
         self.actors = []
 
 
-def check_resources(total: dict[str, float], replicas: int, cpus: float, gpus: float) -> None:
-    """Fail at once, rather than wait forever, when the cluster cannot hold all the replicas."""
+def check_resources(free: dict[str, float], replicas: int, cpus: float, gpus: float) -> None:
+    """Fail at once, rather than wait forever, when the cluster's free CPUs or GPUs cannot hold all the replicas."""
     for name, each in (("CPU", cpus), ("GPU", gpus)):
-        if replicas * each > total.get(name, 0.0):
+        if replicas * each > free.get(name, 0.0):
             raise RuntimeError(
                 f"{replicas} replicas need {replicas * each:g} {name}s but the Ray cluster has "
-                f"{total.get(name, 0.0):g}; lower model.replicas or model.{name.lower()}s_per_replica"
+                f"{free.get(name, 0.0):g} free; lower model.replicas or model.{name.lower()}s_per_replica"
             )

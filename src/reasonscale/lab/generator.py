@@ -1,7 +1,8 @@
 """Procedural generation of lab problems: difficulty levels, seeded graphs and the random topology behind them.
 
 Every problem is a pure function of a key string (split, seed, level, index), so generation is deterministic.
-A level fixes the knobs: the operations the answer needs, the number of independent branches they form
+Quantities are named a, b, c... in definition order, which is a random order that defines each after its
+inputs. A level fixes the knobs: the operations the answer needs, the number of independent branches they form
 (1 is a chain; more are computed apart and combined at the end), the bound on every value, and the number of
 distractors (quantities defined but not needed).
 """
@@ -12,11 +13,10 @@ import random
 import string
 from dataclasses import dataclass
 
-from reasonscale.lab.graph import COMMUTATIVE, Graph, Node, Operand, apply_op
+from reasonscale.lab.graph import Graph, Node, Operand, apply_op
 
 MAX_LITERAL_FACTOR = 9  # multipliers and divisors of a chain step stay single digits
-NAMED_LITERAL_P = 0.25  # chance that a chain step's other operand is a named constant instead of a literal
-CONSTANT_DISTRACTOR_P = 0.3  # chance that a distractor is a constant rather than an operation
+NEW_BRANCH_DISTRACTOR_P = 0.3  # chance that a distractor starts afresh rather than extending a quantity
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class LevelSpec:
 
     ops: int  # operations the answer needs (solution steps before the answer line)
     branches: int  # independent chains, combined pairwise at the end; 1 = a plain chain
-    max_value: int  # every constant and intermediate value lies in [0, max_value]
+    max_value: int  # every number in the problem and its solution lies in [0, max_value]
     distractors: int  # quantities defined but not needed for the answer
 
     def __post_init__(self) -> None:
@@ -34,39 +34,38 @@ class LevelSpec:
 
 
 LEVELS: dict[int, LevelSpec] = {
-    1: LevelSpec(ops=2, branches=1, max_value=20, distractors=0),
-    2: LevelSpec(ops=3, branches=1, max_value=50, distractors=1),
-    3: LevelSpec(ops=4, branches=2, max_value=99, distractors=1),
-    4: LevelSpec(ops=5, branches=2, max_value=99, distractors=2),
-    5: LevelSpec(ops=6, branches=3, max_value=99, distractors=3),
+    1: LevelSpec(ops=2, branches=1, max_value=10, distractors=0),
+    2: LevelSpec(ops=3, branches=1, max_value=15, distractors=1),
+    3: LevelSpec(ops=4, branches=2, max_value=20, distractors=1),
+    4: LevelSpec(ops=5, branches=2, max_value=25, distractors=2),
+    5: LevelSpec(ops=6, branches=3, max_value=30, distractors=2),
 }
 
 
 class _Builder:
-    """Grows a graph node by node; names are handed out from a shuffled alphabet."""
+    """Grows a graph node by node (under provisional names)."""
 
     def __init__(self, rng: random.Random, max_value: int):
         self.rng = rng
         self.max_value = max_value
-        self.names = rng.sample(string.ascii_lowercase, len(string.ascii_lowercase))
         self.nodes: list[Node] = []
 
-    def add(self, value: int, op: str | None = None, args: tuple[Operand, ...] = ()) -> Node:
-        node = Node(self.names[len(self.nodes)], value, op, args)
+    def add(self, value: int, op: str, args: tuple[Operand, ...]) -> Node:
+        node = Node(f"n{len(self.nodes)}", value, op, args)
         self.nodes.append(node)
         return node
 
-    def constant(self) -> Node:
-        return self.add(self.rng.randint(1, self.max_value))
+    def start(self) -> Node:
+        """A new quantity from two numbers: a random number combined with a small one."""
+        return self.extend(self.rng.randint(1, self.max_value))
 
-    def extend(self, node: Node) -> Node:
-        """A new quantity: `node` combined with a small number (a literal, or sometimes a named constant)."""
-        op, literal, literal_first = self.rng.choice(self._chain_moves(node.value))
-        other: Operand = literal
-        if self.rng.random() < NAMED_LITERAL_P:
-            other = self.add(literal).name
-        args = (other, node.name) if literal_first else (node.name, other)
-        left, right = (literal, node.value) if literal_first else (node.value, literal)
+    def extend(self, base: Node | int) -> Node:
+        """A new quantity: `base` (a quantity or a number) combined with a small number."""
+        x = base.value if isinstance(base, Node) else base
+        op, literal, literal_first = self.rng.choice(self._chain_moves(x))
+        operand: Operand = base.name if isinstance(base, Node) else base
+        args = (literal, operand) if literal_first else (operand, literal)
+        left, right = (literal, x) if literal_first else (x, literal)
         return self.add(apply_op(op, left, right), op, args)  # type: ignore[arg-type]
 
     def _chain_moves(self, x: int) -> list[tuple[str, int, bool]]:
@@ -128,8 +127,8 @@ def generate(level: int, key: str) -> Graph:
     build = _Builder(rng, spec.max_value)
     heads = []
     for size in _split_ops(rng, spec):
-        node = build.constant()
-        for _ in range(size):
+        node = build.start()
+        for _ in range(size - 1):
             node = build.extend(node)
         heads.append(node)
     while len(heads) > 1:
@@ -137,21 +136,16 @@ def generate(level: int, key: str) -> Graph:
         heads = [h for h in heads if h is not a and h is not b] + [build.combine(a, b)]
     target = heads[0]
     for _ in range(spec.distractors):
-        if rng.random() < CONSTANT_DISTRACTOR_P:
-            build.constant()
+        if rng.random() < NEW_BRANCH_DISTRACTOR_P:
+            build.start()
         else:
             build.extend(rng.choice(build.nodes))
     order = _random_topological_order(rng, build.nodes)
-    if ORDERED_NAMES:
-        return _renamed(order, target.name, string.ascii_lowercase)
-    return Graph(tuple(order), target.name)
+    return _renamed(order, target.name)
 
 
-ORDERED_NAMES = False
-
-
-def _renamed(nodes: list[Node], target: str, names: str) -> Graph:
-    """The graph with its quantities renamed, in definition order, by `names`."""
-    new = {n.name: names[i] for i, n in enumerate(nodes)}
-    renamed = [Node(new[n.name], n.value, n.op, tuple(new.get(a, a) if isinstance(a, str) else a for a in n.args)) for n in nodes]
+def _renamed(nodes: list[Node], target: str) -> Graph:
+    """The graph with its quantities named a, b, c... in definition order."""
+    new = {n.name: string.ascii_lowercase[i] for i, n in enumerate(nodes)}
+    renamed = [Node(new[n.name], n.value, n.op, tuple(new.get(a, a) for a in n.args)) for n in nodes]  # type: ignore[arg-type]
     return Graph(tuple(renamed), new[target])

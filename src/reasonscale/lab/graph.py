@@ -1,9 +1,10 @@
-"""A lab problem as a computation graph: named quantities, each a constant or one operation on earlier ones.
+"""A lab problem as a computation graph: named quantities, each one operation on numbers or earlier quantities.
 
 Text forms (short, since the lab models read one character per token):
-  question  "a=7, k=a*3, c=12, d=k-c. Find d."
-  step      "k=a*3=7*3=21"          (quantity = definition = operand values = result)
-  answer    "answer=9"
+  question  "a=5+2, b=a*3, c=19-b, d=b-c. Find d."
+  step      "b=a*3=7*3=21"          (quantity = definition = operand values = result)
+            "a=5+2=7"               (the values part is left out when the definition names no quantity)
+  answer    "answer=19"
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ COMMUTATIVE = frozenset({"+", "*"})
 MAX_QUESTION_CHARS = 2000
 
 _OPERAND = r"([a-z]|\d{1,9})"
-_CONSTANT_DEF = re.compile(r"([a-z])=(\d{1,9})")
 _OP_DEF = re.compile(rf"([a-z])={_OPERAND}(\+|-|\*|//){_OPERAND}")
 _QUESTION = re.compile(r"(.*)\. Find ([a-z])\.")
 
@@ -39,22 +39,19 @@ def apply_op(op: str, left: int, right: int) -> int | None:
     return OPS[op](left, right)
 
 
-def _operand(text: str) -> Operand:
+def parse_operand(text: str) -> Operand:
+    """A number or a quantity name."""
     return int(text) if text.isdigit() else text
 
 
 @dataclass(frozen=True)
 class Node:
-    """One quantity: a given constant (`op` is None) or `args[0] op args[1]`."""
+    """One quantity: `args[0] op args[1]`, each operand a number or an earlier quantity's name."""
 
     name: str
     value: int
-    op: str | None = None
-    args: tuple[Operand, ...] = ()
-
-    @property
-    def is_constant(self) -> bool:
-        return self.op is None
+    op: str
+    args: tuple[Operand, Operand]
 
     @property
     def inputs(self) -> list[str]:
@@ -63,8 +60,6 @@ class Node:
 
     def expression(self, values: Mapping[str, int] | None = None) -> str:
         """The definition ("a*3"), or with `values` the same with every name replaced by its value ("7*3")."""
-        if self.is_constant:
-            return str(self.value)
         left, right = (values[a] if values is not None and isinstance(a, str) else a for a in self.args)
         return f"{left}{self.op}{right}"
 
@@ -72,8 +67,9 @@ class Node:
         return f"{self.name}={self.expression()}"
 
     def step(self, values: Mapping[str, int]) -> str:
-        """The canonical solution step that computes this quantity."""
-        return f"{self.name}={self.expression()}={self.expression(values)}={self.value}"
+        """The canonical step that computes this quantity."""
+        shown = f"={self.expression(values)}" if self.inputs else ""
+        return f"{self.name}={self.expression()}{shown}={self.value}"
 
 
 @dataclass(frozen=True)
@@ -90,6 +86,10 @@ class Graph:
     @cached_property
     def values(self) -> dict[str, int]:
         return {n.name: n.value for n in self.nodes}
+
+    def value_of(self, operand: Operand) -> int:
+        """The value of a quantity name, or the number itself."""
+        return self.values[operand] if isinstance(operand, str) else operand
 
     @property
     def answer(self) -> int:
@@ -113,8 +113,8 @@ class Graph:
 
     @property
     def solution_steps(self) -> list[str]:
-        """The canonical solution: each needed operation in definition order, then the answer line."""
-        steps = [n.step(self.values) for n in self.nodes if n.name in self.needed and not n.is_constant]
+        """The canonical solution: each needed quantity in definition order, then the answer line."""
+        steps = [n.step(self.values) for n in self.nodes if n.name in self.needed]
         return steps + [f"answer={self.answer}"]
 
     @property
@@ -129,7 +129,7 @@ class Graph:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Graph:
-        nodes = tuple(Node(d["name"], int(d["value"]), d["op"], tuple(d["args"])) for d in data["nodes"])
+        nodes = tuple(Node(d["name"], int(d["value"]), d["op"], tuple(d["args"])) for d in data["nodes"])  # type: ignore[arg-type]
         return cls(nodes, data["target"])
 
     @classmethod
@@ -146,20 +146,17 @@ class Graph:
 
 
 def _parse_definition(text: str, values: dict[str, int]) -> Node:
-    """One "name=..." definition; `values` holds the quantities defined so far and gains this one."""
-    if match := _CONSTANT_DEF.fullmatch(text):
-        node = Node(match.group(1), int(match.group(2)))
-    elif match := _OP_DEF.fullmatch(text):
-        name, left, op, right = match.groups()
-        args = (_operand(left), _operand(right))
-        operands = [values.get(a) if isinstance(a, str) else a for a in args]
-        value = None if None in operands else apply_op(op, *operands)
-        if value is None:
-            raise ValueError(f"definition '{text}' uses an undefined quantity or divides by zero")
-        node = Node(name, value, op, args)
-    else:
+    """One "name=x op y" definition; `values` holds the quantities defined so far and gains this one."""
+    match = _OP_DEF.fullmatch(text)
+    if not match:
         raise ValueError(f"not a definition: {text!r}")
-    if node.name in values:
-        raise ValueError(f"quantity '{node.name}' is defined twice")
-    values[node.name] = node.value
-    return node
+    name, left, op, right = match.groups()
+    args = (parse_operand(left), parse_operand(right))
+    operands = [values.get(a) if isinstance(a, str) else a for a in args]
+    value = None if None in operands else apply_op(op, *operands)  # type: ignore[arg-type]
+    if value is None:
+        raise ValueError(f"definition '{text}' uses an undefined quantity or divides by zero")
+    if name in values:
+        raise ValueError(f"quantity '{name}' is defined twice")
+    values[name] = value
+    return Node(name, value, op, args)

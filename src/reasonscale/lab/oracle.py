@@ -1,11 +1,11 @@
 """The exact step checker of the lab domain: which step of a candidate solution first goes wrong, and how.
 
-A step computes one quantity: "k=a*3=7*3=21" (the definition part "a*3=" may be left out). It is checked, in
-this order, for being a valid step for a defined operation quantity (parseable, with that quantity's operation
-and operands), for using only known quantities (constants and quantities computed by earlier steps), for
-using their true values, and for correct arithmetic. The answer line "answer=9" (or "The answer is 9") must
-give the true answer and end the solution. Input is untrusted: steps are length-bounded and parsed by
-anchored regular expressions, never evaluated.
+A step computes one quantity: "b=a*3=7*3=21" (the definition part "a*3=" may be left out, and a quantity
+defined from numbers alone is written "a=5+2=7"). It is checked, in this order, for being a valid step for a
+defined quantity (parseable, with that quantity's operation and operands), for using only quantities computed
+by earlier steps, for using their true values, and for correct arithmetic. The answer line ("answer=9" or
+"The answer is 9") must give the true answer and end the solution. Input is untrusted: steps are
+length-bounded and parsed by anchored regular expressions, never evaluated.
 """
 
 from __future__ import annotations
@@ -15,20 +15,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from reasonscale.lab.graph import COMMUTATIVE, Graph, Node, apply_op
+from reasonscale.lab.graph import COMMUTATIVE, Graph, Node, Operand, apply_op, parse_operand
 
 MAX_STEP_CHARS = 200
 
 _NAME_OR_INT = r"([a-z]|\d{1,9})"
 _OP = r"(\+|-|\*|//)"
 _STEP = re.compile(
-    rf"([a-z])\s*=\s*(?:{_NAME_OR_INT}\s*{_OP}\s*{_NAME_OR_INT}\s*=\s*)?(\d{{1,9}})\s*{_OP}\s*(\d{{1,9}})\s*=\s*(-?\d{{1,12}})"
+    rf"([a-z])\s*=\s*(?:{_NAME_OR_INT}\s*{_OP}\s*{_NAME_OR_INT}\s*=\s*)?"
+    rf"(\d{{1,9}})\s*{_OP}\s*(\d{{1,9}})\s*=\s*(-?\d{{1,12}})"
 )
 ANSWER = re.compile(r"(?:answer\s*=|the answer is)\s*(-?\d{1,12})\.?", re.IGNORECASE)
 
 
 class ErrorKind(StrEnum):
-    INVALID = "invalid"  # unparseable, not a defined operation quantity, or not its operation / operands
+    INVALID = "invalid"  # unparseable, not a defined quantity, or not its operation and operands
     UNKNOWN_VALUE = "unknown_value"  # uses a quantity not yet computed
     WRONG_VALUE = "wrong_value"  # an operand's value differs from its true value
     ARITHMETIC = "arithmetic"  # the result is not what the operation gives on the values written
@@ -62,6 +63,7 @@ def parse_answer(step: str) -> int | None:
 
 
 def _parse_step(step: str) -> _ParsedStep | None:
+    """The parts of a computation step, or None when it is not one."""
     text = step.strip()
     match = _STEP.fullmatch(text) if len(text) <= MAX_STEP_CHARS else None
     if not match:
@@ -71,19 +73,22 @@ def _parse_step(step: str) -> _ParsedStep | None:
     return _ParsedStep(name, symbolic, (int(v_left), v_op, int(v_right)), int(result))
 
 
-def _operand_order(node: Node, parsed: _ParsedStep, graph: Graph) -> tuple[str | int, ...] | None:
-    """The node's operands in the order the step writes them, or None when the step is not this operation."""
-    args = node.args
-    swapped = args[::-1] if node.op in COMMUTATIVE else None
+def _operand_order(node: Node, parsed: _ParsedStep, graph: Graph) -> tuple[Operand, ...] | None:
+    """The node's operands in the order the step writes them, or None when the step is not this operation.
+
+    Operands of + and * may be swapped; without a definition part, the written values tell the order.
+    """
     if parsed.values[1] != node.op:
         return None
+    args = node.args
+    swapped = args[::-1] if node.op in COMMUTATIVE else None
     if parsed.symbolic is not None:
         left, op, right = parsed.symbolic
-        written = tuple(int(a) if a.isdigit() else a for a in (left, right))
+        written = (parse_operand(left), parse_operand(right))
         if op != node.op or written not in (args, swapped):
             return None
         return written
-    true_values = tuple(graph.values[a] if isinstance(a, str) else a for a in args)
+    true_values = tuple(graph.value_of(a) for a in args)
     if swapped is not None and (parsed.values[0], parsed.values[2]) == true_values[::-1] != true_values:
         return swapped
     return args
@@ -93,16 +98,16 @@ def _check_step(graph: Graph, step: str, computed: set[str]) -> ErrorKind | None
     """The error in one computation step (None if it is right); a valid step's quantity joins `computed`."""
     parsed = _parse_step(step)
     node = graph.by_name.get(parsed.name) if parsed else None
-    if parsed is None or node is None or node.is_constant:
+    if parsed is None or node is None:
         return ErrorKind.INVALID
     order = _operand_order(node, parsed, graph)
     if order is None:
         return ErrorKind.INVALID
     computed_before = set(computed)
     computed.add(node.name)
-    if any(not graph.by_name[a].is_constant and a not in computed_before for a in node.inputs):
+    if any(a not in computed_before for a in node.inputs):
         return ErrorKind.UNKNOWN_VALUE
-    true_values = [graph.values[a] if isinstance(a, str) else a for a in order]
+    true_values = [graph.value_of(a) for a in order]
     left, op, right = parsed.values
     if [left, right] != true_values:
         return ErrorKind.WRONG_VALUE
