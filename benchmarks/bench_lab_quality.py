@@ -32,7 +32,9 @@ MAX_TOKENS = 192
 def correctness(task: LabTask, engine: HFEngine, problems: list[Problem], params: SamplingParams) -> list[list[bool]]:
     """For each problem, whether each of its `params.n` samples is right."""
     outputs = engine.generate([task.format_prompt(p) for p in problems], params)
-    return [task.grade([p] * len(outs), [task.extract_answer(o.text) for o in outs]) for p, outs in zip(problems, outputs)]
+    return [
+        task.grade([p] * len(outs), [task.extract_answer(o.text) for o in outs]) for p, outs in zip(problems, outputs)
+    ]
 
 
 def evaluate(model_dir: Path, task: LabTask, problems: list[Problem], samples: int) -> dict[str, dict[str, float]]:

@@ -125,3 +125,19 @@ def test_cached_engine_makes_no_model_calls_on_a_rerun(tmp_path, engine):
     assert [[c.text for c in row] for row in rerun] == [[c.text for c in row] for row in first]
     more = CachedEngine(counting, store).generate(PROMPTS, replace(params, n=4))
     assert len(counting.seen) == 16 and [row[:3] for row in more] == rerun  # only the 4th samples are new
+
+
+def test_rows_sharing_a_prompt_match_rows_sampled_alone(tiny_model_dir):
+    """The shared prefill of a prompt's n samples changes nothing in what each sample says."""
+    from reasonscale.engines.base import SampleRequest
+    from reasonscale.engines.hf import HFEngine
+    from reasonscale.types import SamplingParams
+
+    engine = HFEngine(str(tiny_model_dir), device="cpu", max_batch_size=32)
+    params = SamplingParams(n=4, temperature=1.0, max_tokens=12, seed=5)
+    prompts = ["x = 3. y = x * 2.\n", "a much longer prompt with more characters in it\n"]
+    together = engine.generate(prompts, params)
+    for k, prompt in enumerate(prompts):
+        for i in (0, 3):
+            alone = engine.complete([SampleRequest(prompt, i)], params)[0]
+            assert together[k][i] == alone

@@ -73,19 +73,16 @@ def test_accepts_equivalent_step_forms():
             values = true_values(node, graph)
             if node.op in COMMUTATIVE:
                 values = values[::-1]
-                steps.append(f"{node.name}={node.args[1]}{node.op}{node.args[0]}={values[0]}{node.op}{values[1]}={node.value}")
+                steps.append(
+                    f"{node.name}={node.args[1]}{node.op}{node.args[0]}={values[0]}{node.op}{values[1]}={node.value}"
+                )
             steps.append(f"{node.name} = {values[0]} {node.op} {values[1]} = {node.value}")
         steps.append(f"The answer is {graph.answer}.")
         assert all(check_solution(graph, steps).step_correct), steps
 
 
 def test_computing_a_distractor_is_a_correct_step():
-    cases = [
-        (g, n)
-        for g in GRAPHS
-        for n in g.nodes
-        if n.name not in g.needed and all(a in g.needed for a in n.inputs)
-    ]
+    cases = [(g, n) for g in GRAPHS for n in g.nodes if n.name not in g.needed and all(a in g.needed for a in n.inputs)]
     assert cases
     for graph, distractor in cases:
         steps = graph.solution_steps

@@ -180,6 +180,23 @@ class HFEngine(Engine):
         enc = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
+    def _prefilled(self, prompts: list[str], enc: dict[str, torch.Tensor]) -> dict[str, object]:
+        """Generate inputs where rows that share a prompt share one prefill of it (all but its last token).
+
+        Sampling n times from a prompt, or expanding a beam M ways, then encodes the prompt once, not n times.
+        """
+        unique = list(dict.fromkeys(prompts))
+        if len(unique) == len(prompts) or enc["input_ids"].shape[1] < 2:
+            return dict(enc)
+        first = {p: k for k, p in reversed(list(enumerate(prompts)))}
+        heads = torch.tensor([first[p] for p in unique], device=self.device)
+        rows = torch.tensor([unique.index(p) for p in prompts], device=self.device)
+        ids, mask = enc["input_ids"][heads, :-1], enc["attention_mask"][heads, :-1]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True).past_key_values
+        cache.batch_select_indices(rows)
+        return {**enc, "past_key_values": cache}
+
     @torch.inference_mode()
     def _complete_batch(self, prompts: list[str], seeds: list[int], params: SamplingParams) -> list[Completion]:
         enc = self._encode(prompts)
@@ -196,7 +213,7 @@ class HFEngine(Engine):
             eos_token_id=sorted(self.eos_ids),
         )
         out = self.model.generate(
-            **enc,
+            **self._prefilled(prompts, enc),
             generation_config=config,
             logits_processor=processors,
             stopping_criteria=StoppingCriteriaList([tracker]),

@@ -12,7 +12,7 @@ import itertools
 import json
 import random
 from collections.abc import Iterator, Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from reasonscale.lab.generator import LEVELS, generate
@@ -23,7 +23,7 @@ POOL_SIZE = 500
 EVAL_SPLITS = ("test", "val")
 
 
-@lru_cache(maxsize=None)
+@cache
 def eval_pool(split: str, level: int) -> tuple[Graph, ...]:
     """The fixed pool of distinct evaluation problems of one split and level."""
     if split not in EVAL_SPLITS:

@@ -24,7 +24,7 @@ from pathlib import Path
 # can take 10x longer). Only takes effect when torch is first imported after this line.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch  # noqa: E402
+import torch
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
@@ -115,36 +115,41 @@ def train(run_dir: str | Path, preset: Preset, budget_s: float | None = None, pr
     if state.finished(spec, budget) and (run_dir / STATE_FILE).is_file():
         return run_dir
     stream = TrainStream(spec.level_weights, spec.batch_size, spec.seed, state.position)
+    report_every = max(1, spec.max_steps // 20)
     model.train()
-    last_save = state.step
     while not state.finished(spec, budget):
         started = time.perf_counter()
         lr = learning_rate(spec, state.step, max(state.step / spec.max_steps, state.elapsed_s / budget))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = encode_batch(tokenizer, next(stream))
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        state.step += 1
-        state.position = stream.position
+        loss = train_step(model, optimizer, encode_batch(tokenizer, next(stream)), lr)
+        state.step, state.position = state.step + 1, stream.position
         state.elapsed_s += time.perf_counter() - started
-        state.losses.append(round(loss.item(), 5))
-        if progress and (state.step % 25 == 0 or state.step == 1):
+        state.losses.append(round(loss, 5))
+        if progress and state.step % report_every == 0:
             _report(preset.name, state, spec, lr)
-        if state.step - last_save >= spec.checkpoint_every:
+        if state.step % spec.checkpoint_every == 0:
             save_checkpoint(run_dir, model, optimizer, tokenizer, state)
-            last_save = state.step
     save_checkpoint(run_dir, model, optimizer, tokenizer, state)
     if progress:
         _report(preset.name, state, spec, lr)
     return run_dir
 
 
+def train_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], lr: float
+) -> float:
+    """One optimizer step at learning rate `lr` (gradients clipped to norm 1); returns the batch loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
 def _report(name: str, state: TrainState, spec: TrainSpec, lr: float) -> None:
-    recent = state.losses[-25:]
+    recent = state.losses[-max(1, spec.max_steps // 20) :]
     print(
         f"[lab:{name}] step {state.step}/{spec.max_steps} loss {sum(recent) / len(recent):.4f} "
         f"lr {lr:.2e} {state.elapsed_s:.0f}s",
