@@ -7,31 +7,8 @@ import pytest
 from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, StrategyConfig, TaskConfig
 from reasonscale.engines.base import Engine
 from reasonscale.pipelines import evaluate
-from reasonscale.tasks.base import Task
-from reasonscale.types import Completion, Problem
-
-
-class CountingTask(Task):
-    """Problems 'q0'..'qN' whose answer is 7; a solution's answer is its last word."""
-
-    name = "toy"
-    step_delimiter = "\n"
-
-    def __init__(self, count: int = 3):
-        self.count = count
-
-    def load(self):
-        return [Problem(id=f"q{i}", question=f"q{i}", answer="7", level=1 + i % 2) for i in range(self.count)]
-
-    def format_prompt(self, problem):
-        return problem.question + "\n"
-
-    def extract_answer(self, solution):
-        words = solution.split()
-        return words[-1] if words else None
-
-    def equivalent(self, pairs):
-        return [a.strip() == b.strip() for a, b in pairs]
+from reasonscale.types import Completion
+from toys import LastWordTask
 
 
 class ScriptedEngine(Engine):
@@ -67,7 +44,7 @@ class FirstSevenVerifier:
 
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
-    monkeypatch.setattr(evaluate, "build_task", lambda cfg: CountingTask())
+    monkeypatch.setattr(evaluate, "build_task", lambda cfg: LastWordTask(3))
     monkeypatch.setattr(evaluate, "build_verifier", lambda *args, **kw: FirstSevenVerifier())
     cfg = RunConfig(
         model=ModelConfig(path="scripted"),

@@ -8,30 +8,10 @@ import torch
 from reasonscale.data.prm_labels import PRMExample, build_prm_examples, load_examples, save_examples, step_prefixes
 from reasonscale.engines.base import Engine
 from reasonscale.pipelines.search_experiment import roc_auc
-from reasonscale.tasks.base import Task
 from reasonscale.train.prm import PRMTrainConfig, ranking_loss, train_prm
 from reasonscale.types import Completion, Problem, SamplingParams
 from reasonscale.verifiers.prm import PRMVerifier
-
-
-class LastWordTask(Task):
-    """Answer 7; a solution's answer is its last word; one step per line."""
-
-    name = "toy"
-    step_delimiter = "\n"
-
-    def load(self):
-        return [Problem("q", "q", "7")]
-
-    def format_prompt(self, problem):
-        return problem.question + "\n"
-
-    def extract_answer(self, solution):
-        words = solution.split()
-        return words[-1] if words else None
-
-    def equivalent(self, pairs):
-        return [a == b for a, b in pairs]
+from toys import LastWordTask
 
 
 class ScriptedPolicy(Engine):
