@@ -11,13 +11,13 @@ ahead of weak by at least 10 points of greedy accuracy.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import os
 import time
 from collections import defaultdict
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinning threads starve on a shared CPU
+import torch
 
 from reasonscale.config import LabTaskConfig, TaskConfig
 from reasonscale.engines.hf import HFEngine
@@ -27,6 +27,7 @@ from reasonscale.tasks.lab import LabTask
 from reasonscale.types import Problem, SamplingParams
 
 MAX_TOKENS = 192
+Table = dict[str, dict[str, float]]  # row ("L1".."L5", "all") -> column ("greedy", "pass@1", "pass@N") -> value
 
 
 def correctness(task: LabTask, engine: HFEngine, problems: list[Problem], params: SamplingParams) -> list[list[bool]]:
@@ -37,7 +38,7 @@ def correctness(task: LabTask, engine: HFEngine, problems: list[Problem], params
     ]
 
 
-def evaluate(model_dir: Path, task: LabTask, problems: list[Problem], samples: int) -> dict[str, dict[str, float]]:
+def evaluate(model_dir: Path, task: LabTask, problems: list[Problem], samples: int) -> Table:
     """Greedy accuracy, pass@1 and pass@`samples` per level and overall ("all")."""
     engine = HFEngine(str(model_dir), device="cpu", max_batch_size=128)
     greedy = correctness(task, engine, problems, SamplingParams(n=1, temperature=0.0, max_tokens=MAX_TOKENS))
@@ -51,12 +52,38 @@ def evaluate(model_dir: Path, task: LabTask, problems: list[Problem], samples: i
     return {key: {n: sum(f[i] for f in figs) / len(figs) for i, n in enumerate(names)} for key, figs in rows.items()}
 
 
-def print_table(name: str, table: dict[str, dict[str, float]]) -> None:
+def print_table(name: str, table: Table) -> None:
     columns = list(next(iter(table.values())))
     print(f"\n{name}")
     print(f"{'level':<7}" + "".join(f"{c:>10}" for c in columns))
     for key in sorted(table, key=lambda k: (k == "all", k)):
         print(f"{key:<7}" + "".join(f"{table[key][c]:>10.3f}" for c in columns))
+
+
+def falls_with_level(table: Table, column: str) -> bool:
+    """Whether no level scores above the level before it."""
+    levels = [table[k][column] for k in sorted(k for k in table if k != "all")]
+    return all(a >= b for a, b in itertools.pairwise(levels))
+
+
+def print_targets(results: dict[str, Table], samples: int) -> None:
+    """Whether the measured figures meet the quality targets (for the presets that were evaluated)."""
+    checks = []
+    if "default" in results:
+        overall = results["default"]["all"]
+        checks += [
+            ("default pass@1 in [0.25, 0.75]", 0.25 <= overall["pass@1"] <= 0.75),
+            (f"default pass@{samples} >= pass@1 + 0.20", overall[f"pass@{samples}"] >= overall["pass@1"] + 0.20),
+            ("default greedy accuracy falls with level", falls_with_level(results["default"], "greedy")),
+            ("default pass@1 falls with level", falls_with_level(results["default"], "pass@1")),
+        ]
+    if {"weak", "strong"} <= results.keys():
+        gap = results["strong"]["all"]["greedy"] - results["weak"]["all"]["greedy"]
+        print(f"\nstrong - weak greedy accuracy: {gap:+.3f}")
+        checks.append(("strong beats weak by >= 0.10 greedy accuracy", gap >= 0.10))
+    print()
+    for label, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {label}")
 
 
 def main() -> None:
@@ -65,9 +92,11 @@ def main() -> None:
     parser.add_argument("--per-level", type=int, default=LabTaskConfig().per_level)
     parser.add_argument("--samples", type=int, default=16)
     args = parser.parse_args()
+    torch.set_num_threads(1)  # tiny models generate fastest on one thread, and it spares a shared machine
     task = LabTask(TaskConfig(name="lab", lab=LabTaskConfig(per_level=args.per_level)))
     problems = task.load()
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    results: dict[str, Table] = {}
+    by_dir: dict[Path, Table] = {}
     for name in dict.fromkeys(args.presets):
         started = time.perf_counter()
         model_dir = train_preset(name)
@@ -76,13 +105,13 @@ def main() -> None:
             f"[{name}] {model_dir}: {state['step']} steps, {state['elapsed_s']:.0f}s of training in all, "
             f"{time.perf_counter() - started:.0f}s in this run"
         )
-        started = time.perf_counter()
-        results[name] = evaluate(model_dir, task, problems, args.samples)
-        print(f"[{name}] evaluated in {time.perf_counter() - started:.0f}s")
+        if model_dir not in by_dir:
+            started = time.perf_counter()
+            by_dir[model_dir] = evaluate(model_dir, task, problems, args.samples)
+            print(f"[{name}] evaluated in {time.perf_counter() - started:.0f}s")
+        results[name] = by_dir[model_dir]
         print_table(f"{name} ({get_preset(name).model})", results[name])
-    if {"weak", "strong"} <= results.keys():
-        gap = results["strong"]["all"]["greedy"] - results["weak"]["all"]["greedy"]
-        print(f"\nstrong - weak greedy accuracy: {gap:+.3f}")
+    print_targets(results, args.samples)
 
 
 if __name__ == "__main__":

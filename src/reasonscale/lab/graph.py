@@ -13,7 +13,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 Operand = str | int  # a quantity name or a literal
@@ -143,6 +143,12 @@ class Graph:
         if match.group(2) not in values:
             raise ValueError(f"the question asks for undefined quantity '{match.group(2)}'")
         return cls(tuple(nodes), match.group(2))
+
+
+@lru_cache(maxsize=4096)
+def graph_of(question: str) -> Graph:
+    """The graph of a question, cached (search strategies check many solutions to the same problems)."""
+    return Graph.from_question(question)
 
 
 def _parse_definition(text: str, values: dict[str, int]) -> Node:

@@ -9,7 +9,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
+from reasonscale.lab.generator import LEVELS
+
 MAX_SEQ_LEN = 512  # lab prompt + solution, in characters, stays well under this
+FORMAT = 2  # bump when problem or solution text changes, so cached models are retrained
 
 
 @dataclass(frozen=True)
@@ -52,38 +55,41 @@ class TrainSpec:
     min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio (1.0: constant after warm-up)
     weight_decay: float = 0.1
     budget_s: float = 600.0
-    checkpoint_every: int = 100
+    checkpoint_every: int = 250
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class Preset:
+    """A named recipe: a model size and how to train it."""
+
     name: str
     model: ModelSpec
     train: TrainSpec = field(repr=False)
 
     def fingerprint(self) -> str:
         """A short hash of everything that determines the trained weights (the wall-time budget aside)."""
-        settings = {"model": asdict(self.model), "train": asdict(self.train), "format": 1}
+        levels = {level: asdict(spec) for level, spec in LEVELS.items()}
+        settings = {"model": asdict(self.model), "train": asdict(self.train), "levels": levels, "format": FORMAT}
         del settings["train"]["budget_s"], settings["train"]["checkpoint_every"]
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
-_EASY_FIRST = {1: 0.3, 2: 0.25, 3: 0.2, 4: 0.15, 5: 0.1}
+MIX = {1: 0.15, 2: 0.2, 3: 0.25, 4: 0.2, 5: 0.2}  # training problems per level
 
 PRESETS: dict[str, Preset] = {
     "weak": Preset(
         "weak",
-        ModelSpec(hidden_size=64, layers=2, heads=4, mlp_size=256),
-        TrainSpec(max_steps=400, batch_size=32, lr=3e-3, level_weights=_EASY_FIRST, budget_s=240),
+        ModelSpec(hidden_size=64, layers=2, heads=2, mlp_size=256),
+        TrainSpec(max_steps=2000, batch_size=16, lr=5e-3, level_weights=MIX, budget_s=180),
     ),
-    "default": Preset(
-        "default",
-        ModelSpec(hidden_size=128, layers=4, heads=4, mlp_size=512),
-        TrainSpec(max_steps=600, batch_size=32, lr=3e-3, level_weights=_EASY_FIRST, budget_s=540),
+    "strong": Preset(
+        "strong",
+        ModelSpec(hidden_size=64, layers=4, heads=2, mlp_size=256),
+        TrainSpec(max_steps=4500, batch_size=16, lr=5e-3, level_weights=MIX, budget_s=570),
     ),
 }
-PRESETS["strong"] = Preset("strong", PRESETS["default"].model, PRESETS["default"].train)
+PRESETS["default"] = PRESETS["strong"]
 
 
 def get_preset(name: str) -> Preset:

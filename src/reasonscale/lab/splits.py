@@ -8,6 +8,7 @@ evaluation problems stay out of training.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import random
@@ -55,9 +56,8 @@ def train_problem(level: int, key: str) -> Graph | None:
 def split_graphs(split: str, level: int, count: int, seed: int = 0) -> list[Graph]:
     """`count` problems of one split and level; for val and test, a seeded subset of the pool (nested in count)."""
     if split == "train":
-        graphs = (train_problem(level, f"{seed}/{i}") for i in range(10 * count + 100))
-        kept = [g for g in graphs if g is not None][:count]
-        return kept
+        graphs = (train_problem(level, f"{seed}/{i}") for i in itertools.count())
+        return list(itertools.islice((g for g in graphs if g is not None), count))
     if count > POOL_SIZE:
         raise ValueError(f"at most {POOL_SIZE} {split} problems per level, not {count}")
     order = random.Random(f"pick/{seed}").sample(range(POOL_SIZE), POOL_SIZE)
@@ -65,10 +65,11 @@ def split_graphs(split: str, level: int, count: int, seed: int = 0) -> list[Grap
     return [pool[i] for i in order[:count]]
 
 
-def to_problem(graph: Graph, split: str, level: int, index: int) -> Problem:
-    """A task problem; `meta` holds the graph and the canonical solution."""
+def to_problem(graph: Graph, split: str, level: int) -> Problem:
+    """A task problem, its id named by its text; `meta` holds the graph and the canonical solution."""
+    digest = hashlib.sha256(graph.question.encode()).hexdigest()[:10]
     return Problem(
-        id=f"lab-{split}-L{level}-{index}",
+        id=f"lab-{split}-L{level}-{digest}",
         question=graph.question,
         answer=str(graph.answer),
         level=level,
@@ -79,9 +80,7 @@ def to_problem(graph: Graph, split: str, level: int, index: int) -> Problem:
 def load_problems(split: str, levels: list[int], per_level: int, seed: int = 0) -> list[Problem]:
     """`per_level` problems of each level, level by level."""
     return [
-        to_problem(graph, split, level, i)
-        for level in levels
-        for i, graph in enumerate(split_graphs(split, level, per_level, seed))
+        to_problem(graph, split, level) for level in levels for graph in split_graphs(split, level, per_level, seed)
     ]
 
 

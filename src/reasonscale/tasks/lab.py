@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import lru_cache
 
 from reasonscale.config import TaskConfig
-from reasonscale.lab.graph import Graph
+from reasonscale.lab.graph import Graph, graph_of
 from reasonscale.lab.oracle import ANSWER, OracleResult, check_solution
 from reasonscale.lab.splits import load_problems, split_graphs
 from reasonscale.tasks.base import Task
 from reasonscale.types import Problem
-
-graph_of = lru_cache(maxsize=4096)(Graph.from_question)
 
 
 class LabTask(Task):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from reasonscale.lab.graph import graph_of
 from reasonscale.lab.oracle import check_solution
-from reasonscale.tasks.lab import graph_of
 from reasonscale.types import Problem
 from reasonscale.verifiers.base import Verifier
 
