@@ -1,6 +1,8 @@
 """The lab domain: generated computation-graph problems, an exact step oracle, and tiny models trained on CPU.
 
-Training lives in `reasonscale.lab.train` (`train_preset`), imported on its own since it needs torch.
+Modules: `graph` (a problem and its text forms), `generator` (levels and seeded generation), `splits` (disjoint
+train / val / test sets, JSONL export), `oracle` (exact step checks), `model` (presets), `train` (the training
+loop and `train_preset`, imported on their own since they need torch), `tokenizer` (the character tokenizer).
 """
 
 from reasonscale.lab.generator import LEVELS, LevelSpec, generate

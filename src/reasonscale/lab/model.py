@@ -81,7 +81,7 @@ PRESETS: dict[str, Preset] = {
     "weak": Preset(
         "weak",
         ModelSpec(hidden_size=64, layers=2, heads=2, mlp_size=256),
-        TrainSpec(max_steps=2000, batch_size=16, lr=5e-3, level_weights=MIX, budget_s=180),
+        TrainSpec(max_steps=4000, batch_size=16, lr=5e-3, level_weights=MIX, budget_s=300),
     ),
     "strong": Preset(
         "strong",
