@@ -26,7 +26,7 @@ def results_table(summary: dict[str, Any]) -> Table:
     """Accuracy of every strategy@budget, overall and per level."""
     levels = list(summary["accuracy_by_level"])
     table = Table(title=f"{summary['problems']} problems")
-    table.add_column("strategy")
+    table.add_column("strategy", no_wrap=True)
     table.add_column("all", justify="right")
     for level in levels:
         table.add_column(f"L{level} ({summary['problems_by_level'][level]})", justify="right")
