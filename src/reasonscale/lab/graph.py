@@ -129,7 +129,7 @@ class Graph:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Graph:
-        nodes = tuple(Node(d["name"], int(d["value"]), d["op"], tuple(d["args"])) for d in data["nodes"])  # type: ignore[arg-type]
+        nodes = tuple(Node(d["name"], int(d["value"]), d["op"], tuple(d["args"])) for d in data["nodes"])
         return cls(nodes, data["target"])
 
     @classmethod
