@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from reasonscale.config import ConfigError, load_config
@@ -34,7 +35,7 @@ def results_table(summary: dict[str, Any]) -> Table:
     for label, value in summary["accuracy"].items():
         cells = [f"{summary['accuracy_by_level'][lvl].get(label, float('nan')):.3f}" for lvl in levels]
         tokens = summary["cost_per_problem"].get(label, {}).get("tokens", 0.0)
-        table.add_row(label, f"{value:.3f}", *cells, f"{tokens:.0f}")
+        table.add_row(escape(label), f"{value:.3f}", *cells, f"{tokens:.0f}")
     return table
 
 
