@@ -176,21 +176,26 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
+def response(kind: str, id_prefix: str, model: str, choices: list[dict], usage_: dict[str, int]) -> dict[str, Any]:
+    """The envelope every OpenAI response shares."""
+    return {
+        "id": f"{id_prefix}-{uuid.uuid4().hex}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": usage_,
+    }
+
+
 def completions_body(model: str, made: list[Completion], n: int) -> dict[str, Any]:
     """A /v1/completions response; prompt tokens count once per prompt, as OpenAI does."""
     choices = [
         {"index": i, "text": c.text, "finish_reason": c.finish_reason, "stop_reason": c.stop, "logprobs": None}
         for i, c in enumerate(made)
     ]
-    prompt_tokens = sum(c.prompt_tokens for c in made[::n])
-    return {
-        "id": f"cmpl-{uuid.uuid4().hex}",
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-        "usage": usage(prompt_tokens, sum(c.completion_tokens for c in made)),
-    }
+    tokens = usage(sum(c.prompt_tokens for c in made[::n]), sum(c.completion_tokens for c in made))
+    return response("text_completion", "cmpl", model, choices, tokens)
 
 
 def chat_body(model: str, made: list[Completion]) -> dict[str, Any]:
@@ -205,14 +210,8 @@ def chat_body(model: str, made: list[Completion]) -> dict[str, Any]:
         }
         for i, c in enumerate(made)
     ]
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-        "usage": usage(made[0].prompt_tokens, sum(c.completion_tokens for c in made)),
-    }
+    tokens = usage(made[0].prompt_tokens, sum(c.completion_tokens for c in made))
+    return response("chat.completion", "chatcmpl", model, choices, tokens)
 
 
 def create_app(
