@@ -53,6 +53,22 @@ def test_rollout_labels_match_hand_computed_expectation(tmp_path):
     assert load_examples(save_examples(examples, tmp_path / "ex.jsonl")) == examples
 
 
+class StrongCompleter(ScriptedPolicy):
+    """Finishes every prefix: all rollouts from "a" reach 7, and from "a c" it still gets 3 (the error stays)."""
+
+    SCRIPT = {**ScriptedPolicy.SCRIPT, "a\n": ["b\nso 7"] * 4}
+
+
+def test_rollouts_come_from_the_completer_when_given():
+    task, policy, completer = LastWordTask(), ScriptedPolicy(), StrongCompleter()
+    examples = build_prm_examples(
+        task, policy, task.load()[:1], ["q\n"], SamplingParams(temperature=1.0), 2, 4, completer=completer
+    )
+    assert [e.steps for e in examples] == [["a", "b", "so 7"], ["a", "c", "so 3"]]  # solutions from the policy
+    assert [e.soft for e in examples] == [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]  # labels from the completer
+    assert policy.requests == 2 and completer.requests == 3 * 4
+
+
 def toy_examples() -> list[PRMExample]:
     good = PRMExample(
         "p", "a=2, b=a*3. Find b.", "a=2, b=a*3. Find b.\n", ["b=a*3=2*3=6", "answer=6"], [1.0, 1.0], [1.0, 1.0], True

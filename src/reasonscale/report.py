@@ -27,21 +27,36 @@ def curves(accuracy: dict[str, float]) -> dict[str, list[tuple[int, float]]]:
     return {name: sorted(points) for name, points in out.items()}
 
 
+def line_style(name: str, bases: list[str]) -> dict[str, Any]:
+    """One colour per strategy and one line style per verifier, so 'beam[oracle]' and 'beam[prm]' pair up."""
+    base, _, verifier = name.partition("[")
+    verifier = verifier.rstrip("]").split(",")[0]
+    dashes = {"": "-", "oracle": "-", "prm": "--", "orm": ":"}
+    return {"color": plt.cm.tab10(bases.index(base) % 10), "linestyle": dashes.get(verifier, "-.")}
+
+
 def plot_accuracy(summary: dict[str, Any], path: Path) -> None:
-    """One panel per level (and one for all problems): accuracy vs number of samples, a line per strategy."""
+    """One panel per level (and one for all problems): accuracy vs budget N, a line per strategy."""
     panels = {"all": summary["accuracy"], **{f"level {k}": v for k, v in summary["accuracy_by_level"].items()}}
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), sharey=True, squeeze=False)
-    for ax, (title, accuracy) in zip(axes[0], panels.items()):
+    names = list(curves(summary["accuracy"]))
+    bases = list(dict.fromkeys(n.partition("[")[0] for n in names))
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), sharey=True, squeeze=False)
+    for ax, (title, accuracy) in zip(axes.flat, panels.items()):
         for name, points in curves(accuracy).items():
             xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", label=name)
+            ax.plot(xs, ys, marker="o", markersize=3, label=name, **line_style(name, bases))
         ax.set_xscale("log", base=2)
         ax.set_title(title)
-        ax.set_xlabel("samples N")
+        ax.set_xlabel("budget N (samples or beams)")
+        ax.set_ylabel("accuracy")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 6) / rows, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -2,7 +2,9 @@
 
 Sample solutions from the policy; for every step prefix, roll out k completions and label the step with the
 fraction that reach the right answer (soft) and with whether any does (hard). The last step is labelled by the
-solution's own outcome. Every sample goes through the given engine, so a caching engine makes this resumable.
+solution's own outcome. Rollouts come from the policy or from a separate "completer" model (Math-Shepherd's
+term): a stronger completer finishes correct prefixes more often, so its labels separate right from wrong steps
+better. Every sample goes through the given engines, so caching engines make this resumable.
 """
 
 from __future__ import annotations
@@ -50,15 +52,17 @@ def build_prm_examples(
     params: SamplingParams,
     samples: int = 4,
     rollouts: int = 4,
+    completer: Engine | None = None,
 ) -> list[PRMExample]:
-    """`samples` solutions per problem, each step labelled by `rollouts` completions of its prefix."""
+    """`samples` solutions per problem from `engine`, each step labelled by `rollouts` completions of its prefix
+    from `completer` (default: `engine`)."""
     outputs = engine.generate(prompts, replace(params, n=samples))
     solutions = [(p, prompt, c.text) for p, prompt, cs in zip(problems, prompts, outputs) for c in cs]
     owners: dict[str, tuple[Problem, int]] = {}  # prefix prompt -> its problem and where the solution starts
     for p, prompt, text in solutions:
         for prefix in step_prefixes(text, task.step_delimiter)[:-1]:
             owners.setdefault(prompt + prefix, (p, len(prompt)))
-    rolled = engine.generate(list(owners), replace(params, n=rollouts))
+    rolled = (completer or engine).generate(list(owners), replace(params, n=rollouts))
     flat = [(owners[pp][0], pp[owners[pp][1] :] + c.text) for pp, cs in zip(owners, rolled) for c in cs]
     verdicts = task.grade([p for p, _ in flat], [task.extract_answer(t) for _, t in flat])
     success = {pp: verdicts[i * rollouts : (i + 1) * rollouts] for i, pp in enumerate(owners)}

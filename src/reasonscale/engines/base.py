@@ -45,6 +45,7 @@ class Engine(ABC):
 
     model_id: str = "unknown"
     num_parameters: int = 0
+    preferred_batch: int = 64  # requests per `complete` call that keep it busy (the cache chunks work by it)
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
         """Sample `params.n` completions for each prompt; a prompt may end in a partial answer to continue."""

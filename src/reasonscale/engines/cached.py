@@ -12,6 +12,7 @@ from reasonscale.types import Completion, SamplingParams
 class CachedEngine(Engine):
     """Looks every sample up by content key, generates only the missing ones, and commits them chunk by chunk.
 
+    A chunk is the wrapped engine's `preferred_batch`, so caching never starves it of work.
     `on_generated(k)` is called after each committed chunk of k fresh samples (progress bars hook in here).
     """
 
@@ -19,12 +20,13 @@ class CachedEngine(Engine):
         self,
         engine: Engine,
         store: Store,
-        chunk_size: int = 64,
+        chunk_size: int | None = None,
         on_generated: Callable[[int], None] | None = None,
     ):
         self.engine = engine
         self.store = store
-        self.chunk_size = chunk_size
+        self.chunk_size = chunk_size or engine.preferred_batch
+        self.preferred_batch = self.chunk_size
         self.on_generated = on_generated
         self.model_id = engine.model_id
         self.num_parameters = engine.num_parameters

@@ -127,6 +127,7 @@ class OpenAIEngine(Engine):
         self.model = card["id"]  # the served name, also when `model` matched the card's root (its path)
         self.model_id = f"openai-{api}:{self.model}"
         self.num_parameters = int(card.get("num_parameters") or 0)
+        self.preferred_batch = 4 * concurrency  # keeps every connection busy between commits
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> OpenAIEngine:

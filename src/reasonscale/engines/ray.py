@@ -61,6 +61,7 @@ class RayEngine(Engine):
             raise RuntimeError(f"a '{replica_cfg.engine}' replica failed to start: {error}") from None
         self.model_id, self.num_parameters = identities[0]
         self.chunk_size = chunk_size
+        self.preferred_batch = chunk_size * replicas  # one chunk per replica
         self.pool = ActorPool(self.actors)
 
     @classmethod

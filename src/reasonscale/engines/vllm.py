@@ -106,6 +106,7 @@ class VLLMEngine(Engine):
         self.tokenizer = self.llm.get_tokenizer()
         self.model_id = f"vllm:{model_identity(path)}"
         self.num_parameters = count_parameters(path)
+        self.preferred_batch = 1024  # vLLM schedules its own batches; give it plenty
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> VLLMEngine:

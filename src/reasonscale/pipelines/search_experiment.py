@@ -23,6 +23,7 @@ from reasonscale.data.prm_labels import PRMExample, build_prm_examples, save_exa
 from reasonscale.engines import build_engine
 from reasonscale.engines.cached import CachedEngine
 from reasonscale.pipelines.evaluate import run_evaluation, verifier_key
+from reasonscale.progress import Progress
 from reasonscale.store import Store
 from reasonscale.tasks import build_task
 from reasonscale.train.prm import PRMTrainConfig, train_prm
@@ -38,13 +39,16 @@ class PRMStageConfig(Section):
     train_per_level: int = Field(60, ge=1, description="training problems per level to sample and roll out")
     samples: int = Field(4, ge=1, description="policy solutions per training problem")
     rollouts: int = Field(8, ge=1, description="Monte-Carlo completions per step prefix")
-    base: str | None = Field(None, description="backbone to fine-tune (default: the policy itself)")
+    completer: str | None = Field(
+        None, description="lab preset or model directory that rolls out step prefixes (default: the policy)"
+    )
+    base: str | None = Field(None, description="lab preset or model directory to fine-tune (default: the policy)")
     train: PRMTrainConfig = Field(default_factory=PRMTrainConfig)
 
 
 class SearchExperimentConfig(Section):
     policy: str = Field("weak", description="lab preset to train or reuse, or a model directory")
-    policy_budget_s: float | None = Field(None, gt=0, description="training time cap of the policy preset")
+    preset_budget_s: float | None = Field(None, gt=0, description="training time cap of lab presets trained here")
     device: str = "auto"
     max_batch_size: int = Field(256, ge=1, description="policy engine batch size")
     task: TaskConfig = Field(default_factory=lambda: TaskConfig(name="lab"))
@@ -124,16 +128,17 @@ def policy_model(cfg: SearchExperimentConfig, path: str) -> ModelConfig:
     return ModelConfig(path=path, device=cfg.device, max_batch_size=cfg.max_batch_size)
 
 
-def policy_path(cfg: SearchExperimentConfig, progress: bool) -> str:
+def model_path(name: str, cfg: SearchExperimentConfig, progress: bool) -> str:
+    """A model directory: a lab preset's (trained now, or reused from the cache), or `name` itself."""
     from reasonscale.lab.model import PRESETS
     from reasonscale.lab.train import train_preset
 
-    if cfg.policy in PRESETS:
-        return str(train_preset(cfg.policy, budget_s=cfg.policy_budget_s, progress=progress))
-    return cfg.policy
+    if name in PRESETS:
+        return str(train_preset(name, budget_s=cfg.preset_budget_s, progress=progress))
+    return name
 
 
-def prm_examples(cfg: SearchExperimentConfig, policy: str, out: Path) -> list[PRMExample]:
+def prm_examples(cfg: SearchExperimentConfig, policy: str, out: Path, progress: bool) -> list[PRMExample]:
     """Monte-Carlo labelled solutions of the policy on training problems (every sample cached in the store)."""
     task_cfg = cfg.task.model_copy(update={"split": "train", "limit": None})
     task_cfg.lab = task_cfg.lab.model_copy(update={"per_level": cfg.prm.train_per_level})
@@ -143,19 +148,32 @@ def prm_examples(cfg: SearchExperimentConfig, policy: str, out: Path) -> list[PR
     params = SamplingParams(
         temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=task.solution_stop, seed=s.seed
     )
+    completer_path = model_path(cfg.prm.completer, cfg, progress) if cfg.prm.completer else None
     store = Store(out / "store.sqlite")
-    engine = CachedEngine(build_engine(policy_model(cfg, policy)), store)
-    try:
-        prompts = [task.format_prompt(p) for p in problems]
-        examples = build_prm_examples(task, engine, problems, prompts, params, cfg.prm.samples, cfg.prm.rollouts)
-    finally:
-        engine.close()
-        store.close()
+    with Progress(enabled=progress, label="PRM data: training problems") as bars:
+        bars.start(len(problems))
+        engine = CachedEngine(build_engine(policy_model(cfg, policy)), store, on_generated=bars.samples)
+        completer = None
+        if completer_path:
+            completer = CachedEngine(build_engine(policy_model(cfg, completer_path)), store, on_generated=bars.samples)
+        try:
+            prompts = [task.format_prompt(p) for p in problems]
+            examples = build_prm_examples(
+                task, engine, problems, prompts, params, cfg.prm.samples, cfg.prm.rollouts, completer
+            )
+            bars.problems(len(problems))
+        finally:
+            for e in (engine, completer):
+                if e is not None:
+                    e.close()
+            store.close()
     save_examples(examples, out / "prm_data.jsonl")
     return examples
 
 
-def trained_prm(cfg: SearchExperimentConfig, policy: str, examples: list[PRMExample], out: Path) -> tuple[Path, dict]:
+def trained_prm(
+    cfg: SearchExperimentConfig, policy: str, examples: list[PRMExample], out: Path, progress: bool
+) -> tuple[Path, dict]:
     """Train the PRM, or reuse the one trained on the same data with the same settings."""
     key = hashlib.sha256(
         json.dumps([cfg.prm.model_dump(), policy, (out / "prm_data.jsonl").read_text()], sort_keys=True).encode()
@@ -164,7 +182,8 @@ def trained_prm(cfg: SearchExperimentConfig, policy: str, examples: list[PRMExam
     info_file = path / "training.json"
     if info_file.is_file() and json.loads(info_file.read_text())["key"] == key:
         return path, json.loads(info_file.read_text())
-    result = train_prm(examples, cfg.prm.base or policy, path, cfg.prm.train)
+    base = model_path(cfg.prm.base, cfg, progress) if cfg.prm.base else policy
+    result = train_prm(examples, base, path, cfg.prm.train)
     info = {
         "key": key,
         "steps": result.steps,
@@ -183,9 +202,9 @@ def run_search_experiment(
     cfg = load_config(config_path, overrides, model=SearchExperimentConfig)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    policy = policy_path(cfg, show_progress)
-    examples = prm_examples(cfg, policy, out)
-    prm_path, training = trained_prm(cfg, policy, examples, out)
+    policy = model_path(cfg.policy, cfg, show_progress)
+    examples = prm_examples(cfg, policy, out, show_progress)
+    prm_path, training = trained_prm(cfg, policy, examples, out, show_progress)
     run_cfg = RunConfig(
         model=policy_model(cfg, policy),
         task=cfg.task,
@@ -213,6 +232,8 @@ def prm_metrics(
         "train_solutions": len(examples),
         "train_steps": steps,
         "train_solution_accuracy": sum(e.correct for e in examples) / max(1, len(examples)),
+        "rollouts": cfg.prm.rollouts,
+        "completer": cfg.prm.completer or cfg.policy,
         "mc_label_auc": label_auc(examples, build_verifier("oracle", task)),
         "training": training,
     }
@@ -233,7 +254,8 @@ def append_prm_section(report: Path, summary: dict[str, Any]) -> None:
         "## Process reward model",
         (
             f"Trained on {m['train_solutions']} policy solutions ({m['train_steps']} steps, policy accuracy "
-            f"{m['train_solution_accuracy']:.3f}), {t['steps']} optimizer steps in {t['seconds']:.0f} s."
+            f"{m['train_solution_accuracy']:.3f}), each step labelled by {m['rollouts']} rollouts of "
+            f"`{m['completer']}`; {t['steps']} optimizer steps in {t['seconds']:.0f} s."
         ),
         f"- Monte-Carlo labels vs oracle, step ROC AUC (first-error labels): {_fmt(m['mc_label_auc'])}",
         f"- PRM vs oracle, step ROC AUC (first-error labels): {_fmt(m.get('step_auc_first_error'))}",
