@@ -10,9 +10,9 @@ import torch
 
 from reasonscale.config import ModelConfig
 from reasonscale.engines import build_engine
-from reasonscale.engines.base import Engine, SampleRequest
+from reasonscale.engines.base import Engine, SampleRequest, cut_at_stop
 from reasonscale.engines.cached import CachedEngine
-from reasonscale.engines.hf import HFEngine, counter_uniform
+from reasonscale.engines.hf import HFEngine, PrefixCache, counter_uniform
 from reasonscale.store import Store
 from reasonscale.types import Completion, SamplingParams
 
@@ -141,3 +141,74 @@ def test_rows_sharing_a_prompt_match_rows_sampled_alone(tiny_model_dir):
         for i in (0, 3):
             alone = engine.complete([SampleRequest(prompt, i)], params)[0]
             assert together[k][i] == alone
+
+
+def test_prefix_cache_keeps_the_longest_prefix_and_its_byte_bound():
+    def kv(tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(torch.zeros(1, tokens, 2), torch.zeros(1, tokens, 2))]  # 16 bytes a token
+
+    cache = PrefixCache(max_bytes=16 * 9)
+    cache.add((1, 2), kv(2))
+    cache.add((1, 2, 3, 4), kv(4))
+    cache.add((7,), kv(1))
+    assert cache.longest_prefix([1, 2, 3, 4, 5])[0] == 4
+    assert cache.longest_prefix([1, 2, 3])[0] == 2
+    assert cache.longest_prefix([2, 1])[0] == 0
+    cache.add((9, 9, 9), kv(3))  # 10 tokens: the least recently used entry goes, (1, 2) was just used
+    assert cache.nbytes == 16 * 9 and (7,) not in cache and (1, 2) in cache and (9, 9, 9) in cache
+    cache.add((5,) * 11, kv(11))  # larger than the whole cache: not kept
+    assert (5,) * 11 not in cache and cache.nbytes <= cache.max_bytes
+
+
+def test_continuations_reuse_the_prefix_cache_and_sample_the_same(tiny_model_dir):
+    """Step-wise continuation (prompt + step so far) encodes only the new tokens and samples exactly what an
+    engine without a prefix cache samples, with left padding across prompts of different lengths."""
+    cached = HFEngine(str(tiny_model_dir), device="cpu")
+    uncached = HFEngine(str(tiny_model_dir), device="cpu", prefix_cache_bytes=0)
+    params = SamplingParams(n=3, temperature=1.0, max_tokens=12, seed=4, stop=("e", "a "))
+    texts = {engine: [list(PROMPTS)] for engine in (cached, uncached)}
+    for _ in range(3):
+        for engine, rounds in texts.items():
+            made = engine.generate(rounds[-1], params)
+            rounds.append([p + c.text + (c.stop or "") for p, row in zip(rounds[-1], made) for c in row][:6])
+    assert texts[cached] == texts[uncached]
+    assert len({len(p) for p in texts[cached][-1]}) > 1, "rows of different lengths share a padded batch"
+    encoded = cached.encoded_tokens
+    made = cached.generate(texts[cached][-1] + ["a fresh prompt"], params)
+    assert made == uncached.generate(texts[cached][-1] + ["a fresh prompt"], params)
+    assert cached.encoded_tokens - encoded < sum(len(p) for p in texts[cached][-1]) // 2
+    assert uncached.prefix_cache.nbytes == 0 and 0 < cached.prefix_cache.nbytes <= cached.prefix_cache.max_bytes
+
+
+def test_stop_strings_end_rows_at_different_steps_as_when_sampled_alone(tiny_model_dir, engine):
+    """Rows leave the batch as they stop; each still matches its unstopped sample cut at the first stop."""
+    params = SamplingParams(n=4, temperature=1.0, max_tokens=20, seed=9)
+    stops = ("e", "an", "1")
+    free = engine.generate(PROMPTS, params)
+    stopped = engine.generate(PROMPTS, replace(params, stop=stops))
+    assert len({c.completion_tokens for row in stopped for c in row}) > 2, "rows should stop at different steps"
+    for prompt, free_row, stopped_row in zip(PROMPTS, free, stopped):
+        for i, (full, cut) in enumerate(zip(free_row, stopped_row)):
+            request = SampleRequest(prompt, i)
+            assert (cut.text, cut.stop) == cut_at_stop(full.text, stops)
+            assert cut == engine.complete([request], replace(params, stop=stops))[0]
+            if cut.stop is not None:  # it stopped at the first token whose text completes a stop
+                shorter = engine.complete([request], replace(params, max_tokens=cut.completion_tokens - 1))[0]
+                assert cut_at_stop(shorter.text, stops)[1] is None
+
+
+def test_logits_match_a_full_encoding_after_a_cached_prefix_or_a_decoded_token(tiny_model_dir):
+    """Keys and values from the prefix cache, or from decoding, give the logits of encoding the prompt whole."""
+    cached = HFEngine(str(tiny_model_dir), device="cpu")
+    uncached = HFEngine(str(tiny_model_dir), device="cpu", prefix_cache_bytes=0)
+    made = cached.generate(PROMPTS, SamplingParams(temperature=1.0, max_tokens=8, seed=2))
+    longer = uncached.token_ids([p + row[0].text for p, row in zip(PROMPTS, made)])
+    every = list(range(len(longer)))
+    encoded = cached.encoded_tokens
+    with torch.inference_mode():
+        full = uncached._prefill(longer, every).logits
+        reused = cached._prefill(longer, every).logits
+        stepped = uncached._prefill([ids[:-1] for ids in longer], every)
+        uncached._advance(stepped, torch.tensor([ids[-1] for ids in longer]))
+    assert cached.encoded_tokens - encoded < sum(map(len, longer)) // 2
+    assert torch.allclose(reused, full, atol=1e-5) and torch.allclose(stepped.logits, full, atol=1e-5)

@@ -26,6 +26,7 @@ class ModelConfig(Section):
     device: str = "auto"
     dtype: str = "auto"
     max_batch_size: int = Field(64, ge=1)
+    prefix_cache_mb: int = Field(512, ge=0, description="hf: keys and values kept across calls (0: off)")
     chat_template: bool = Field(False, description="wrap questions in the model's chat template")
     # openai: any OpenAI-compatible server
     base_url: str | None = Field(None, description="server URL including /v1, e.g. http://127.0.0.1:8000/v1")

@@ -11,7 +11,13 @@ def build_engine(cfg: ModelConfig) -> Engine:
     if cfg.engine == "hf":
         from reasonscale.engines.hf import HFEngine
 
-        return HFEngine(cfg.path, device=cfg.device, dtype=cfg.dtype, max_batch_size=cfg.max_batch_size)
+        return HFEngine(
+            cfg.path,
+            device=cfg.device,
+            dtype=cfg.dtype,
+            max_batch_size=cfg.max_batch_size,
+            prefix_cache_bytes=cfg.prefix_cache_mb << 20,
+        )
     if cfg.engine == "vllm":
         from reasonscale.engines.vllm import VLLMEngine
 

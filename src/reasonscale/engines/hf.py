@@ -1,26 +1,24 @@
 """In-process transformers engine (CPU or GPU): the embedded default backend.
 
-It batches requests across prompts and samples into `model.generate` (KV cache, left padding). Sampling is
-done by a logits processor that adds Gumbel noise from a counter-based hash of (sample seed, step, token), so
-each sample is reproducible on its own, whatever batch it lands in, and greedy decoding picks the sample.
+It batches requests across prompts and samples and decodes them with the model's KV cache (left padding). Sampling
+adds Gumbel noise from a counter-based hash of (sample seed, step, token) and takes the argmax, so each sample is
+reproducible on its own, whatever batch it lands in, and greedy decoding picks the sample. Rows that stop leave
+the batch, and a bounded prefix cache keeps the keys and values of finished sequences, so a prompt that extends
+one (the next step of a step-wise search, a continuation) only encodes its new tokens.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    GenerationConfig,
-    LogitsProcessor,
-    LogitsProcessorList,
-    StoppingCriteria,
-    StoppingCriteriaList,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from reasonscale.engines.base import Engine, SampleRequest, cut_at_stop, sample_seed
 from reasonscale.types import Completion, SamplingParams
@@ -48,52 +46,104 @@ def counter_uniform(seeds: torch.Tensor, step: int, vocab_size: int) -> torch.Te
     return x.to(torch.float64).add_(0.5).div_(float(1 << 53))
 
 
-class SeededSampler(LogitsProcessor):
-    """Turns greedy decoding into temperature / top-p sampling with one reproducible noise stream per row."""
-
-    def __init__(self, row_seeds: torch.Tensor, temperature: float, top_p: float, prompt_width: int):
-        self.row_seeds = row_seeds
-        self.temperature = temperature
-        self.top_p = top_p
-        self.prompt_width = prompt_width
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        logits = scores.float() / self.temperature
-        if self.top_p < 1.0:
-            sorted_logits, order = logits.sort(dim=-1, descending=True)
-            cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-            drop_sorted = cumulative - sorted_logits.softmax(dim=-1) >= self.top_p  # keeps the top token
-            drop = drop_sorted.scatter(-1, order, drop_sorted)
-            logits = logits.masked_fill(drop, float("-inf"))
-        step = input_ids.shape[1] - self.prompt_width
-        gumbel = counter_uniform(self.row_seeds, step, logits.shape[-1]).log_().neg_().log_().neg_()
-        return logits.add_(gumbel.to(logits.dtype))
+def seeded_choice(
+    logits: torch.Tensor, seeds: torch.Tensor, step: int, temperature: float, top_p: float
+) -> torch.Tensor:
+    """Each row's next token: the argmax when greedy, else a temperature / top-p sample by the Gumbel-max trick,
+    with noise that is a pure function of (the row's seed, step, token), so a row samples alike in any batch."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop_sorted = cumulative - sorted_logits.softmax(dim=-1) >= top_p  # keeps the top token
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    gumbel = counter_uniform(seeds, step, logits.shape[-1]).log_().neg_().log_().neg_()
+    return logits.add_(gumbel.to(logits.dtype)).argmax(dim=-1)
 
 
-class StopTracker(StoppingCriteria):
-    """Stops each row at end-of-sequence or once a stop string appears, and records how many tokens it made."""
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys and values, each (heads, tokens, head_dim)
 
-    def __init__(self, tokenizer, stops: Sequence[str], eos_ids: set[int], prompt_width: int, rows: int):
-        self.tokenizer = tokenizer
-        self.stops = [s for s in stops if s]
-        self.eos_ids = eos_ids
-        self.prompt_width = prompt_width
-        self.tail = max((len(s) for s in self.stops), default=0) + 2
-        self.lengths: list[int | None] = [None] * rows
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        produced = input_ids.shape[1] - self.prompt_width
-        window = input_ids[:, -min(self.tail, produced) :].tolist()  # one transfer for the whole batch
-        for row, ids in enumerate(window):
-            if self.lengths[row] is None and (ids[-1] in self.eos_ids or self._has_stop(ids)):
-                self.lengths[row] = produced
-        return torch.tensor([n is not None for n in self.lengths], device=input_ids.device)
+class PrefixCache:
+    """Keys and values of token sequences the model has run, so that a prompt extending one encodes only the rest.
 
-    def _has_stop(self, ids: list[int]) -> bool:
-        if not self.stops:
-            return False
-        tail = self.tokenizer.decode(ids, skip_special_tokens=True)
-        return any(s in tail for s in self.stops)
+    A token's keys and values depend only on the tokens before it and its position in its own sequence (padding
+    does not count), so they can be reused in any later batch: the next step of a search re-sends its prefix.
+    Least recently used entries are dropped once the stored tensors pass `max_bytes` (0 disables the cache).
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self.entries: OrderedDict[tuple[int, ...], KV] = OrderedDict()
+        self.lengths: Counter[int] = Counter()  # how many entries have each length
+
+    def __contains__(self, ids: tuple[int, ...]) -> bool:
+        return ids in self.entries
+
+    def longest_prefix(self, ids: Sequence[int]) -> tuple[int, KV | None]:
+        """The longest stored sequence that `ids` starts with: its length and its keys and values."""
+        for n in sorted((n for n in self.lengths if n <= len(ids)), reverse=True):
+            key = tuple(ids[:n])
+            if key in self.entries:
+                self.entries.move_to_end(key)
+                return n, self.entries[key]
+        return 0, None
+
+    def add(self, ids: tuple[int, ...], kv: KV) -> None:
+        size = _nbytes(kv)
+        if ids in self.entries or size > self.max_bytes:
+            return
+        self.entries[ids] = kv
+        self.lengths[len(ids)] += 1
+        self.nbytes += size
+        while self.nbytes > self.max_bytes:
+            old, old_kv = self.entries.popitem(last=False)
+            self.lengths[len(old)] -= 1
+            if not self.lengths[len(old)]:
+                del self.lengths[len(old)]
+            self.nbytes -= _nbytes(old_kv)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.lengths.clear()
+        self.nbytes = 0
+
+
+def _nbytes(kv: KV) -> int:
+    return sum(k.nbytes + v.nbytes for k, v in kv)
+
+
+@dataclass
+class Rows:
+    """Sequences decoded together, left-padded to one width: each row's request index, whether it is still
+    generating, the cache, the attention mask and the logits of its next token."""
+
+    which: torch.Tensor
+    live: torch.Tensor
+    cache: DynamicCache
+    mask: torch.Tensor
+    logits: torch.Tensor
+
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep (or repeat) the rows that `keep` (a mask or indices) picks."""
+        index = keep.nonzero().flatten() if keep.dtype == torch.bool else keep
+        self.which, self.live, self.mask, self.logits = (
+            t[index] for t in (self.which, self.live, self.mask, self.logits)
+        )
+        select_rows(self.cache, index)
+
+
+def select_rows(cache: DynamicCache, index: torch.Tensor) -> None:
+    """Keep (or repeat) the cache rows `index` picks; index_select is several times faster than the layers' own."""
+    for layer in cache.layers:
+        if type(layer) is DynamicLayer:
+            layer.keys, layer.values = layer.keys.index_select(0, index), layer.values.index_select(0, index)
+        else:
+            layer.batch_select_indices(index)
 
 
 def model_identity(name_or_path: str) -> str:
@@ -124,7 +174,11 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 
 
 class HFEngine(Engine):
-    """Runs a transformers causal LM in this process."""
+    """Runs a transformers causal LM in this process.
+
+    `prefix_cache_bytes` bounds the prefix cache: the keys and values of finished sequences, kept on the model's
+    device across calls (0 turns it off; models whose cache is not a plain per-layer one never use it).
+    """
 
     def __init__(
         self,
@@ -134,22 +188,30 @@ class HFEngine(Engine):
         max_batch_size: int = 64,
         model: torch.nn.Module | None = None,
         tokenizer=None,
+        prefix_cache_bytes: int = 512 << 20,
     ):
         if model is None and not Path(path).exists() and Path(path).is_absolute():
             raise FileNotFoundError(f"model path does not exist: {path}")
         self.device = resolve_device(device)
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
-        self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if model is None:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, self.device))
         self.model = model.to(self.device).eval()
         self.max_batch_size = max_batch_size
+        self.preferred_batch = max_batch_size
         self.model_id = model_identity(path)
         self.num_parameters = self.model.num_parameters(exclude_embeddings=True)
         eos = self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self._eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=self.device)
+        plain_layers = all(type(layer) is DynamicLayer for layer in self._new_cache().layers)
+        self.prefix_cache = PrefixCache(prefix_cache_bytes if plain_layers else 0)
+        keeps = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self._last_logits = {"logits_to_keep": 1} if keeps else {}
+        self._stop_tables: dict[tuple[str, ...], torch.Tensor] = {}
+        self.encoded_tokens = 0  # prompt tokens run through the model (each distinct prompt once, cached part not)
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         """The prompt string for a chat, with the model's chat template and a generation prompt."""
@@ -173,66 +235,189 @@ class HFEngine(Engine):
                 results[k] = completion
         return results  # type: ignore[return-value]
 
-    def _encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
-        """Left-padded ids; a prompt that already starts with the BOS text gets no second BOS."""
+    def token_ids(self, prompts: Sequence[str]) -> list[list[int]]:
+        """Each prompt's token ids; a prompt that already starts with the BOS text gets no second BOS."""
         bos = self.tokenizer.bos_token
-        ids = [self.tokenizer(p, add_special_tokens=not (bos and p.startswith(bos)))["input_ids"] for p in prompts]
-        enc = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
-        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-
-    def _prefilled(self, prompts: list[str], enc: dict[str, torch.Tensor]) -> dict[str, object]:
-        """Generate inputs where rows that share a prompt share one prefill of it (all but its last token).
-
-        Sampling n times from a prompt, or expanding a beam M ways, then encodes the prompt once, not n times.
-        """
-        unique = list(dict.fromkeys(prompts))
-        if len(unique) == len(prompts) or enc["input_ids"].shape[1] < 2:
-            return dict(enc)
-        first = {p: k for k, p in reversed(list(enumerate(prompts)))}
-        heads = torch.tensor([first[p] for p in unique], device=self.device)
-        rows = torch.tensor([unique.index(p) for p in prompts], device=self.device)
-        ids, mask = enc["input_ids"][heads, :-1], enc["attention_mask"][heads, :-1]
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True).past_key_values
-        cache.batch_select_indices(rows)
-        return {**enc, "past_key_values": cache}
+        ids: dict[str, list[int]] = {}
+        for special in (True, False):
+            group = [p for p in prompts if (not (bos and p.startswith(bos))) == special]
+            if group:
+                ids.update(zip(group, self.tokenizer(group, add_special_tokens=special)["input_ids"]))
+        return [ids[p] for p in prompts]
 
     @torch.inference_mode()
     def _complete_batch(self, prompts: list[str], seeds: list[int], params: SamplingParams) -> list[Completion]:
-        enc = self._encode(prompts)
-        width = enc["input_ids"].shape[1]
-        tracker = StopTracker(self.tokenizer, params.stop, self.eos_ids, width, len(prompts))
-        processors = LogitsProcessorList()
-        if params.temperature > 0:
-            row_seeds = torch.tensor([_int64(s) for s in seeds], dtype=torch.int64, device=self.device)
-            processors.append(SeededSampler(row_seeds, params.temperature, params.top_p, width))
-        config = GenerationConfig(
-            max_new_tokens=params.max_tokens,
-            do_sample=False,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=sorted(self.eos_ids),
-        )
-        out = self.model.generate(
-            **self._prefilled(prompts, enc),
-            generation_config=config,
-            logits_processor=processors,
-            stopping_criteria=StoppingCriteriaList([tracker]),
-        )
-        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
+        unique = {p: k for k, p in enumerate(dict.fromkeys(prompts))}  # rows sharing a prompt share its encoding
+        ids = dict(zip(unique, self.token_ids(list(unique))))
+        rows = self._prefill(list(ids.values()), [unique[p] for p in prompts])
+        made, lengths = self._decode(rows, [ids[p] for p in prompts], seeds, params)
+        produced = [length if length is not None else params.max_tokens for length in lengths]
+        raws = self.tokenizer.batch_decode([t[:n] for t, n in zip(made, produced)], skip_special_tokens=True)
         completions = []
-        for row, length in enumerate(tracker.lengths):
-            produced = length if length is not None else out.shape[1] - width
-            ids = out[row, width : width + produced].tolist()
-            raw = self.tokenizer.decode(ids, skip_special_tokens=True)
+        for prompt, raw, length, n in zip(prompts, raws, lengths, produced):
             text, stop = cut_at_stop(raw, params.stop)
-            finished = length is not None
             completions.append(
                 Completion(
                     text=text,
-                    finish_reason="stop" if finished else "length",
-                    prompt_tokens=int(prompt_tokens[row]),
-                    completion_tokens=produced,
+                    finish_reason="stop" if length is not None else "length",
+                    prompt_tokens=len(ids[prompt]),
+                    completion_tokens=n,
                     stop=stop,
                 )
             )
         return completions
+
+    def _new_cache(self, layers: KV | None = None) -> DynamicCache:
+        return DynamicCache(layers, config=self.model.config)
+
+    def _prefill(self, prompts: list[list[int]], rows: list[int]) -> Rows:
+        """Rows for `prompts[rows[k]]`, with the logits of their next token: each prompt is encoded once, left-padded
+        to one width. The columns that every prompt has in the prefix cache are copied from it, the rest are run."""
+        found = [self.prefix_cache.longest_prefix(p[:-1]) for p in prompts]  # at least the last token is run
+        missing = [p[:-1] for p, (n, _) in zip(prompts, found) if n < len(p) - 1]
+        if self.prefix_cache.max_bytes and 0 < len(missing) < len(prompts):
+            # cache the prompts the cache lacks first, so that the others need not encode their cached columns
+            self._save(self._prefill(missing, list(range(len(missing)))), missing)
+            found = [self.prefix_cache.longest_prefix(p[:-1]) for p in prompts]
+        width = max(map(len, prompts))
+        start = min(width - len(p) + n for p, (n, _) in zip(prompts, found))
+        run = width - start  # the columns to run, each prompt's last `run` tokens (or all of it, left-padded)
+        ids = torch.tensor([[self.tokenizer.pad_token_id] * (run - len(p)) + p[-run:] for p in prompts])
+        lengths = torch.tensor([len(p) for p in prompts])
+        mask = (torch.arange(width) >= width - lengths[:, None]).long().to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = self._new_cache(self._cached_columns(prompts, found, start) if start else None)
+        self.encoded_tokens += int(mask[:, start:].sum())
+        out = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask,
+            position_ids=positions[:, start:],
+            past_key_values=cache,
+            use_cache=True,
+            **self._last_logits,
+        )
+        index = torch.tensor(rows, device=self.device)
+        select_rows(out.past_key_values, index)
+        which = torch.arange(len(rows), device=self.device)
+        live = torch.ones(len(rows), dtype=torch.bool, device=self.device)
+        return Rows(which, live, out.past_key_values, mask[index], out.logits[index, -1].float())
+
+    def _cached_columns(self, prompts: list[list[int]], found: list[tuple[int, KV | None]], start: int) -> KV:
+        """Per layer, keys and values of the batch's first `start` columns, copied from the prefix cache."""
+        width = max(map(len, prompts))
+        like = next(kv for _, kv in found if kv)
+        layers = [
+            (
+                k.new_zeros(len(prompts), k.shape[0], start, k.shape[2]),
+                v.new_zeros(len(prompts), v.shape[0], start, v.shape[2]),
+            )
+            for k, v in like
+        ]
+        for row, (prompt, (_, kv)) in enumerate(zip(prompts, found)):
+            take = start - (width - len(prompt))  # this row's tokens among the first `start` columns
+            if take <= 0:
+                continue
+            for (keys, values), (k, v) in zip(layers, kv):
+                keys[row, :, start - take :] = k[:, :take]
+                values[row, :, start - take :] = v[:, :take]
+        return layers
+
+    def _decode(
+        self, rows: Rows, prompts: list[list[int]], seeds: list[int], params: SamplingParams
+    ) -> tuple[list[list[int]], list[int | None]]:
+        """Each row's generated tokens, and its length where it stopped (None: it reached max_tokens).
+
+        Rows that stopped leave the batch once they are a quarter of it, so the others do not carry them for long
+        (each leaving costs a copy of the cache); their sequences go to the prefix cache.
+        """
+        tokens = torch.full((len(prompts), params.max_tokens), self.tokenizer.pad_token_id, device=self.device)
+        lengths: list[int | None] = [None] * len(prompts)
+        row_seeds = torch.tensor([_int64(s) for s in seeds], dtype=torch.int64, device=self.device)
+        stops = tuple(s for s in params.stop if s)
+        for step in range(params.max_tokens):
+            chosen = seeded_choice(rows.logits, row_seeds[rows.which], step, params.temperature, params.top_p)
+            tokens[rows.which, step] = chosen
+            ended = self._ended(rows, chosen, tokens, step, stops)
+            for row in rows.which[ended].tolist():
+                lengths[row] = step + 1
+            rows.live &= ~ended
+            if step + 1 == params.max_tokens or not rows.live.any():
+                break
+            if 4 * int((~rows.live).sum()) >= len(rows.live):
+                stopped = ~rows.live
+                self._save(rows, self._run_tokens(rows.which[stopped], prompts, tokens, lengths), stopped)
+                chosen = chosen[rows.live]
+                rows.select(rows.live)
+            self._advance(rows, chosen)
+        self._save(rows, self._run_tokens(rows.which, prompts, tokens, lengths))
+        return tokens.tolist(), lengths
+
+    @staticmethod
+    def _run_tokens(
+        which: torch.Tensor, prompts: list[list[int]], tokens: torch.Tensor, lengths: list[int | None]
+    ) -> list[list[int]]:
+        """The tokens the model has run for requests `which`: the prompt and the output but its last token."""
+        outputs = tokens[which].tolist()
+        return [prompts[k] + out[: (lengths[k] or len(out)) - 1] for k, out in zip(which.tolist(), outputs)]
+
+    def _advance(self, rows: Rows, tokens: torch.Tensor) -> None:
+        """Run the rows' latest tokens through the model: the next logits, and the cache one column longer."""
+        rows.mask = torch.cat([rows.mask, rows.mask.new_ones(len(tokens), 1)], dim=1)
+        positions = rows.mask.sum(dim=1, keepdim=True) - 1
+        out = self.model(
+            input_ids=tokens[:, None],
+            attention_mask=rows.mask,
+            position_ids=positions,
+            past_key_values=rows.cache,
+            use_cache=True,
+        )
+        rows.logits = out.logits[:, -1].float()
+
+    def _ended(
+        self, rows: Rows, chosen: torch.Tensor, tokens: torch.Tensor, step: int, stops: tuple[str, ...]
+    ) -> torch.Tensor:
+        """Which live rows end with their latest token (`chosen`, now in `tokens[:, step]`): an end-of-sequence
+        token, or one that completes a stop string. Only rows whose token may complete a stop decode their tail."""
+        ended = torch.isin(chosen, self._eos) & rows.live
+        if not stops:
+            return ended
+        table = self._stop_table(stops, rows.logits.shape[-1])
+        maybe = (table[chosen] & rows.live & ~ended).nonzero().flatten()
+        if not len(maybe):
+            return ended
+        tail = max(map(len, stops)) + 2
+        windows = tokens[rows.which[maybe], max(0, step + 1 - tail) : step + 1].tolist()
+        for row, text in zip(maybe.tolist(), self.tokenizer.batch_decode(windows, skip_special_tokens=True)):
+            ended[row] = any(s in text for s in stops)
+        return ended
+
+    def _stop_table(self, stops: tuple[str, ...], vocab: int) -> torch.Tensor:
+        """Per token id, whether it may complete one of `stops`: its text holds a stop's last character, or it has
+        no whole text of its own (a special token, part of a character, an id the tokenizer lacks)."""
+        if stops not in self._stop_tables:
+            if len(self._stop_tables) >= 16:
+                self._stop_tables.clear()
+            last = {s[-1] for s in stops}
+            known = min(vocab, len(self.tokenizer))
+            texts = self.tokenizer.batch_decode([[i] for i in range(known)], skip_special_tokens=True)
+            flags = [not t or "\ufffd" in t or any(c in t for c in last) for t in texts] + [True] * (vocab - known)
+            self._stop_tables[stops] = torch.tensor(flags, device=self.device)
+        return self._stop_tables[stops]
+
+    def _save(self, rows: Rows, sequences: list[list[int]], which: torch.Tensor | None = None) -> None:
+        """Copy rows' keys and values to the prefix cache, keyed by the tokens run for them: `sequences` has one
+        entry per row of the batch, or per row that the mask `which` selects."""
+        if not self.prefix_cache.max_bytes:
+            return
+        batch_rows = torch.arange(len(rows.which), device=self.device) if which is None else which.nonzero().flatten()
+        pads = (rows.mask[batch_rows] == 0).sum(dim=1).tolist()
+        for row, pad, ids in zip(batch_rows.tolist(), pads, sequences):
+            key = tuple(ids)
+            if key in self.prefix_cache:
+                continue
+            columns = slice(pad, pad + len(ids))
+            kv = [
+                (layer.keys[row, :, columns].clone(), layer.values[row, :, columns].clone())
+                for layer in rows.cache.layers
+            ]
+            self.prefix_cache.add(key, kv)
