@@ -108,6 +108,13 @@ def test_rerun_makes_no_model_calls(setup):
     assert open(f"{setup.output_dir}/results.jsonl").read() == first
 
 
+def test_run_identity_ignores_throughput_settings_only(setup):
+    faster = setup.model_copy(update={"model": setup.model.model_copy(update={"max_batch_size": 7, "concurrency": 3})})
+    hotter = setup.model_copy(update={"sampling": setup.sampling.model_copy(update={"temperature": 1.1})})
+    assert evaluate.run_key(faster) == evaluate.run_key(setup)
+    assert evaluate.run_key(hotter) != evaluate.run_key(setup)
+
+
 def test_changed_strategy_reuses_cached_samples(setup):
     evaluate.run_evaluation(setup, show_progress=False, engine_factory=lambda cfg: ScriptedEngine())
     bigger = setup.model_copy(update={"strategies": [StrategyConfig(name="majority", n=4)]})

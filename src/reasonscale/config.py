@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -21,6 +21,21 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
+    # How fast, not what: changing these never changes a sample, so they are not part of a run's identity.
+    THROUGHPUT_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "max_batch_size",
+            "prefix_cache_mb",
+            "concurrency",
+            "request_timeout",
+            "max_retries",
+            "replicas",
+            "ray_address",
+            "cpus_per_replica",
+            "gpu_memory_utilization",
+        }
+    )
+
     path: str = Field(description="local directory or Hugging Face id of the policy model")
     engine: Literal["hf", "vllm", "openai", "ray"] = "hf"
     device: str = "auto"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from reasonscale.config import RunConfig, StrategyConfig
+from reasonscale.config import ModelConfig, RunConfig, StrategyConfig
 from reasonscale.engines import Engine, build_engine
 from reasonscale.engines.cached import CachedEngine
 from reasonscale.progress import Progress
@@ -56,8 +56,8 @@ def strategy_budgets(strategy: StrategyConfig, available: int | None = None) -> 
 
 
 def run_key(cfg: RunConfig) -> str:
-    """Identity of a run's results: everything but where they are written."""
-    data = cfg.model_dump(exclude={"output_dir", "cache_path"})
+    """Identity of a run's results: everything but where they are written and throughput settings."""
+    data = cfg.model_dump(exclude={"output_dir": True, "cache_path": True, "model": set(ModelConfig.THROUGHPUT_FIELDS)})
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -133,8 +133,7 @@ class Evaluator:
         """One result record per problem."""
         prompts = self.prompts(problems)
         records = [
-            {"id": p.id, "level": p.level, "reference": p.answer, "candidates": [], "strategies": {}}
-            for p in problems
+            {"id": p.id, "level": p.level, "reference": p.answer, "candidates": [], "strategies": {}} for p in problems
         ]
         if any(s.name == "greedy" for s in self.cfg.strategies):
             greedy = self.candidates(problems, self.engine.generate(prompts, self.params(1, greedy=True)))
