@@ -26,12 +26,11 @@ def fail(message: str) -> None:
 def results_table(summary: dict[str, Any]) -> Table:
     """Accuracy of every strategy@budget, overall and per level."""
     levels = list(summary["accuracy_by_level"])
-    table = Table(title=f"{summary['problems']} problems")
-    table.add_column("strategy", no_wrap=True)
-    table.add_column("all", justify="right")
-    for level in levels:
-        table.add_column(f"L{level} ({summary['problems_by_level'][level]})", justify="right")
-    table.add_column("tokens/problem", justify="right")
+    counts = ", ".join(f"L{level}: {summary['problems_by_level'][level]}" for level in levels)
+    table = Table(title=f"{summary['problems']} problems ({counts})", padding=(0, 1, 0, 0))
+    table.add_column("strategy", overflow="fold", min_width=16)  # numbers never shrink; a long name folds
+    for header in ["all", *(f"L{level}" for level in levels), "tokens"]:
+        table.add_column(header, justify="right", no_wrap=True, min_width=5)
     for label, value in summary["accuracy"].items():
         cells = [f"{summary['accuracy_by_level'][lvl].get(label, float('nan')):.3f}" for lvl in levels]
         tokens = summary["cost_per_problem"].get(label, {}).get("tokens", 0.0)
