@@ -89,6 +89,7 @@ def test_outputs_written_and_usage_counted(setup):
     assert len(first["candidates"]) == 8 and first["candidates"][1]["answer"] == "7"
     assert first["strategies"]["majority@4"]["samples"] == 4
     assert first["strategies"]["majority@4"]["tokens"] == 4 * (3 + 3)
+    assert first["strategies"]["majority@4"]["generated_tokens"] == 4 * 3
     summary = json.load(open(f"{out}/summary.json"))
     assert summary["usage"]["completion_tokens"] == 3 * 9 * 3
     assert summary["usage"]["model_calls"] == 27

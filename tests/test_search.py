@@ -154,7 +154,7 @@ def test_evaluation_dispatches_stepwise_strategies(tmp_path, lab):
         summary["accuracy"]
     )
     cost = summary["cost_per_problem"]["beam[oracle]@4"]
-    assert cost["tokens"] > 0 and cost["verifier_tokens"] == 0
+    assert cost["tokens"] > cost["generated_tokens"] > 0 and cost["verifier_tokens"] == 0  # prefixes are re-billed
     assert summary["accuracy"]["beam[oracle]@4"] >= summary["accuracy"]["beam[oracle]@1"]
     again = run_evaluation(cfg, show_progress=False, engine_factory=lambda c: NoisyLabPolicy())
     assert again["accuracy"] == summary["accuracy"]

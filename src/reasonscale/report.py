@@ -62,14 +62,16 @@ def plot_accuracy(summary: dict[str, Any], path: Path) -> None:
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
+    """Accuracy per level, and the tokens per problem: generated, and billed (prompts re-sent by step-wise search
+    count again there, though an engine with a prefix cache does not recompute them)."""
     levels = list(summary["accuracy_by_level"])
-    head = "| strategy | all | " + " | ".join(f"level {lvl}" for lvl in levels) + " | tokens/problem |"
-    rows = [head, "|" + "---|" * (len(levels) + 3)]
+    head = "| strategy | all | " + " | ".join(f"level {lvl}" for lvl in levels) + " | generated tokens | billed tokens |"
+    rows = [head, "|" + "---|" * (len(levels) + 4)]
     for label, value in summary["accuracy"].items():
         per_level = [summary["accuracy_by_level"][lvl].get(label, float("nan")) for lvl in levels]
-        tokens = summary["cost_per_problem"].get(label, {}).get("tokens", 0.0)
+        cost = summary["cost_per_problem"].get(label, {})
         cells = " | ".join(f"{v:.3f}" for v in [value, *per_level])
-        rows.append(f"| {label} | {cells} | {tokens:.0f} |")
+        rows.append(f"| {label} | {cells} | {cost.get('generated_tokens', 0.0):.0f} | {cost.get('tokens', 0.0):.0f} |")
     return "\n".join(rows)
 
 

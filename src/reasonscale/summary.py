@@ -26,11 +26,12 @@ def accuracy_table(records: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def cost_table(records: list[dict[str, Any]], num_parameters: int = 0) -> dict[str, dict[str, float]]:
-    """Mean samples, tokens and verifier tokens per problem for every `strategy@budget`."""
+    """Mean samples, tokens (prompt + generated, as billed), generated tokens and verifier tokens per problem for
+    every `strategy@budget`."""
     table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         for label, outcome in record["strategies"].items():
-            for field in ("samples", "tokens", "verifier_tokens"):
+            for field in ("samples", "tokens", "generated_tokens", "verifier_tokens"):
                 table[label][field].append(float(outcome.get(field, 0)))
     return {label: {f: _mean(v) for f, v in fields.items()} for label, fields in table.items()}
 

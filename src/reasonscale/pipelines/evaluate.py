@@ -188,6 +188,7 @@ def choice(chosen: dict | None, used: Sequence[dict], verifier: str | None) -> d
         "correct": bool(chosen and chosen["correct"]),
         "samples": len(used),
         "tokens": sum(c["prompt_tokens"] + c["completion_tokens"] for c in used),
+        "generated_tokens": sum(c["completion_tokens"] for c in used),
         "verifier_tokens": sum(v["tokens"] for v in costs),
         "flops": sum(c["flops"] for c in used) + sum(v["flops"] for v in costs),
     }
@@ -202,6 +203,7 @@ def search_outcome(result: SearchResult, correct: bool, n: int) -> dict[str, Any
         "correct": bool(correct),
         "samples": n,
         "tokens": usage.prompt_tokens + usage.completion_tokens,
+        "generated_tokens": usage.completion_tokens,
         "verifier_tokens": usage.verifier_tokens,
         "flops": usage.flops,
         "policy_calls": usage.policy_calls,
