@@ -8,7 +8,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from reasonscale.engines.hf import HFEngine
 from reasonscale.lab.tokenizer import build_char_tokenizer
+from reasonscale.serve import BackgroundServer, create_app
 
 # A plain "role: content" chat template, so chat code paths can be tested on the tiny model.
 CHAT_TEMPLATE = (
@@ -43,3 +45,16 @@ def build_tiny_model(directory: Path, seed: int = 0) -> Path:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of a tiny random Llama (model + tokenizer), built once per test session."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: Path) -> HFEngine:
+    """The hf engine over the tiny model, one per test module."""
+    return HFEngine(str(tiny_model_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def server(engine: HFEngine):
+    """`reasonscale serve` over `engine` on a free loopback port, for the module's tests."""
+    with BackgroundServer(create_app(engine, "tiny", fault_rate=0.0)) as running:
+        yield running

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-import pytest
 import torch
 
 from reasonscale.config import ModelConfig
@@ -17,11 +16,6 @@ from reasonscale.store import Store
 from reasonscale.types import Completion, SamplingParams
 
 PROMPTS = ["Q: 1+2=", "Question: what is 3*4? Answer:", "x", "Let a=5. b=a+2. So b="]
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_model_dir) -> HFEngine:
-    return HFEngine(str(tiny_model_dir), device="cpu", max_batch_size=64)
 
 
 class CountingEngine(Engine):

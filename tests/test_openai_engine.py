@@ -19,7 +19,6 @@ from reasonscale.config import ModelConfig
 from reasonscale.engines import build_engine
 from reasonscale.engines.base import Engine, SampleRequest
 from reasonscale.engines.cached import CachedEngine
-from reasonscale.engines.hf import HFEngine
 from reasonscale.engines.openai import OpenAIEngine, RetryPolicy, ServerError
 from reasonscale.serve import BackgroundServer, create_app
 from reasonscale.store import Store
@@ -28,17 +27,6 @@ from reasonscale.types import Completion, SamplingParams
 PROMPTS = [f"Problem {k}: {k}+{2 * k}=" for k in range(6)]
 SAMPLED = SamplingParams(n=4, temperature=0.8, max_tokens=12, seed=3, stop=("\n", "9"))
 FAST_RETRY = RetryPolicy(max_retries=10, base_delay=0.01, max_delay=0.05)
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_model_dir) -> HFEngine:
-    return HFEngine(str(tiny_model_dir), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def server(engine):
-    with BackgroundServer(create_app(engine, "tiny", fault_rate=0.0)) as running:
-        yield running
 
 
 def plain(rows: list[list[Completion]]) -> list[list[tuple]]:

@@ -7,20 +7,8 @@ import asyncio
 import httpx
 import pytest
 
-from reasonscale.engines.hf import HFEngine
 from reasonscale.serve import FAULT_RATE_ENV, BackgroundServer, ServeError, check_host, create_app, serve
 from reasonscale.types import SamplingParams
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_model_dir) -> HFEngine:
-    return HFEngine(str(tiny_model_dir), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def server(engine):
-    with BackgroundServer(create_app(engine, "tiny", fault_rate=0.0)) as running:
-        yield running
 
 
 def post(server: BackgroundServer, path: str, **body) -> httpx.Response:
