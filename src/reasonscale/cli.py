@@ -29,11 +29,11 @@ def results_table(summary: dict[str, Any]) -> Table:
     counts = ", ".join(f"L{level}: {summary['problems_by_level'][level]}" for level in levels)
     table = Table(title=f"{summary['problems']} problems ({counts})", padding=(0, 1, 0, 0))
     table.add_column("strategy", overflow="fold", min_width=16)  # numbers never shrink; a long name folds
-    for header in ["all", *(f"L{level}" for level in levels), "tokens"]:
+    for header in ["all", *(f"L{level}" for level in levels), "generated"]:  # tokens per problem
         table.add_column(header, justify="right", no_wrap=True, min_width=5)
     for label, value in summary["accuracy"].items():
         cells = [f"{summary['accuracy_by_level'][lvl].get(label, float('nan')):.3f}" for lvl in levels]
-        tokens = summary["cost_per_problem"].get(label, {}).get("tokens", 0.0)
+        tokens = summary["cost_per_problem"].get(label, {}).get("generated_tokens", 0.0)
         table.add_row(escape(label), f"{value:.3f}", *cells, f"{tokens:.0f}")
     return table
 

@@ -65,8 +65,9 @@ def markdown_table(summary: dict[str, Any]) -> str:
     """Accuracy per level, and the tokens per problem: generated, and billed (prompts re-sent by step-wise search
     count again there, though an engine with a prefix cache does not recompute them)."""
     levels = list(summary["accuracy_by_level"])
-    head = "| strategy | all | " + " | ".join(f"level {lvl}" for lvl in levels) + " | generated tokens | billed tokens |"
-    rows = [head, "|" + "---|" * (len(levels) + 4)]
+    columns = ["strategy", "all", *(f"level {lvl}" for lvl in levels), "generated tokens", "billed tokens"]
+    head = "| " + " | ".join(columns) + " |"
+    rows = [head, "|" + "---|" * len(columns)]
     for label, value in summary["accuracy"].items():
         per_level = [summary["accuracy_by_level"][lvl].get(label, float("nan")) for lvl in levels]
         cost = summary["cost_per_problem"].get(label, {})

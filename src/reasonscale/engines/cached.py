@@ -26,12 +26,15 @@ class CachedEngine(Engine):
         self.engine = engine
         self.store = store
         self.chunk_size = chunk_size or engine.preferred_batch
-        self.preferred_batch = self.chunk_size
         self.on_generated = on_generated
         self.model_id = engine.model_id
         self.num_parameters = engine.num_parameters
         self.hits = 0
         self.misses = 0
+
+    @property
+    def preferred_batch(self) -> int:
+        return self.chunk_size
 
     def __getattr__(self, name: str):
         return getattr(self.engine, name)  # render_chat, tokenizer... of the wrapped engine

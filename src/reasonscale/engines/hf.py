@@ -200,7 +200,6 @@ class HFEngine(Engine):
             model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, self.device))
         self.model = model.to(self.device).eval()
         self.max_batch_size = max_batch_size
-        self.preferred_batch = max_batch_size
         self.model_id = model_identity(path)
         self.num_parameters = self.model.num_parameters(exclude_embeddings=True)
         eos = self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id
@@ -212,6 +211,10 @@ class HFEngine(Engine):
         self._last_logits = {"logits_to_keep": 1} if keeps else {}
         self._stop_tables: dict[tuple[str, ...], torch.Tensor] = {}
         self.encoded_tokens = 0  # prompt tokens run through the model (each distinct prompt once, cached part not)
+
+    @property
+    def preferred_batch(self) -> int:
+        return self.max_batch_size
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         """The prompt string for a chat, with the model's chat template and a generation prompt."""

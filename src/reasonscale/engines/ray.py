@@ -61,8 +61,11 @@ class RayEngine(Engine):
             raise RuntimeError(f"a '{replica_cfg.engine}' replica failed to start: {error}") from None
         self.model_id, self.num_parameters = identities[0]
         self.chunk_size = chunk_size
-        self.preferred_batch = chunk_size * replicas  # one chunk per replica
         self.pool = ActorPool(self.actors)
+
+    @property
+    def preferred_batch(self) -> int:
+        return self.chunk_size * len(self.actors)  # one chunk per replica
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> RayEngine:

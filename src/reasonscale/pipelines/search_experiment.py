@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import ExitStack
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -149,24 +150,21 @@ def prm_examples(cfg: SearchExperimentConfig, policy: str, out: Path, progress: 
         temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=task.solution_stop, seed=s.seed
     )
     completer_path = model_path(cfg.prm.completer, cfg, progress) if cfg.prm.completer else None
-    store = Store(out / "store.sqlite")
-    with Progress(enabled=progress, label="PRM data: training problems") as bars:
+    with ExitStack() as stack, Progress(enabled=progress, label="PRM data: training problems") as bars:
+        store = Store(out / "store.sqlite")
+        stack.callback(store.close)  # closed last, after the engines that write to it
+
+        def cached(path: str) -> CachedEngine:
+            engine = CachedEngine(build_engine(policy_model(cfg, path)), store, on_generated=bars.samples)
+            return stack.enter_context(engine)
+
         bars.start(len(problems))
-        engine = CachedEngine(build_engine(policy_model(cfg, policy)), store, on_generated=bars.samples)
-        completer = None
-        if completer_path:
-            completer = CachedEngine(build_engine(policy_model(cfg, completer_path)), store, on_generated=bars.samples)
-        try:
-            prompts = [task.format_prompt(p) for p in problems]
-            examples = build_prm_examples(
-                task, engine, problems, prompts, params, cfg.prm.samples, cfg.prm.rollouts, completer
-            )
-            bars.problems(len(problems))
-        finally:
-            for e in (engine, completer):
-                if e is not None:
-                    e.close()
-            store.close()
+        engine, completer = cached(policy), cached(completer_path) if completer_path else None
+        prompts = [task.format_prompt(p) for p in problems]
+        examples = build_prm_examples(
+            task, engine, problems, prompts, params, cfg.prm.samples, cfg.prm.rollouts, completer
+        )
+        bars.problems(len(problems))
     save_examples(examples, out / "prm_data.jsonl")
     return examples
 
