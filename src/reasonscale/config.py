@@ -38,6 +38,11 @@ class ModelConfig(Section):
 
     path: str = Field(description="local directory or Hugging Face id of the policy model")
     engine: Literal["hf", "vllm", "openai", "ray"] = "hf"
+    revision: str | None = Field(
+        None,
+        description="hub id: the revision to load (default main, resolved to its commit); openai: a version string "
+        "you choose for the served model, part of the cache identity (keeping it true is your responsibility)",
+    )
     device: str = "auto"
     dtype: str = "auto"
     max_batch_size: int = Field(64, ge=1)

@@ -9,7 +9,6 @@ one (the next step of a step-wise search, a continuation) only encodes its new t
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from reasonscale.engines.base import Engine, SampleRequest, cut_at_stop, sample_seed
+from reasonscale.identity import model_identity, module_identity
 from reasonscale.types import Completion, SamplingParams
 
 _MASK53 = (1 << 53) - 1
@@ -146,21 +146,6 @@ def select_rows(cache: DynamicCache, index: torch.Tensor) -> None:
             layer.batch_select_indices(index)
 
 
-def model_identity(name_or_path: str) -> str:
-    """A cache identity for a model: a local path is fingerprinted by its config and weight files."""
-    path = Path(name_or_path)
-    if not path.is_dir():
-        return name_or_path
-    h = hashlib.sha256()
-    for f in sorted(path.iterdir()):
-        if f.suffix in {".json", ".safetensors", ".bin", ".model"} and f.is_file():
-            h.update(f.name.encode())
-            h.update(str(f.stat().st_size).encode())
-            with f.open("rb") as fh:
-                h.update(fh.read(1 << 20))
-    return f"{path.name}@{h.hexdigest()[:16]}"
-
-
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
@@ -189,18 +174,21 @@ class HFEngine(Engine):
         model: torch.nn.Module | None = None,
         tokenizer=None,
         prefix_cache_bytes: int = 512 << 20,
+        revision: str | None = None,
     ):
-        if model is None and not Path(path).exists() and Path(path).is_absolute():
-            raise FileNotFoundError(f"model path does not exist: {path}")
+        # A model built in memory is named by its tensors; one loaded from a path by its files (or hub commit).
+        weights = model_identity(path, revision) if model is None else module_identity(model)
         self.device = resolve_device(device)
-        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
+        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path, revision=revision)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if model is None:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, self.device))
+            model = AutoModelForCausalLM.from_pretrained(
+                path, revision=revision, dtype=resolve_dtype(dtype, self.device)
+            )
         self.model = model.to(self.device).eval()
         self.max_batch_size = max_batch_size
-        self.model_id = model_identity(path)
+        self.model_id = f"{weights}:{str(self.model.dtype).removeprefix('torch.')}"
         self.num_parameters = self.model.num_parameters(exclude_embeddings=True)
         eos = self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}

@@ -105,6 +105,7 @@ class OpenAIEngine(Engine):
         request_timeout: float = 300.0,
         retry: RetryPolicy = RetryPolicy(),
         tokenizer_path: str | None = None,
+        revision: str | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -125,7 +126,9 @@ class OpenAIEngine(Engine):
             self.close()
             raise
         self.model = card["id"]  # the served name, also when `model` matched the card's root (its path)
-        self.model_id = f"openai-{api}:{self.model}"
+        # A server's weights cannot be read from here: its identity is the served name plus the version string the
+        # user gives (model.revision); keeping that string true when the served model changes is the user's part.
+        self.model_id = f"openai-{api}:{self.model}" + (f"@{revision}" if revision else "")
         self.num_parameters = int(card.get("num_parameters") or 0)
         self.preferred_batch = 4 * concurrency  # keeps every connection busy between commits
 
@@ -142,6 +145,7 @@ class OpenAIEngine(Engine):
             request_timeout=cfg.request_timeout,
             retry=RetryPolicy(max_retries=cfg.max_retries),
             tokenizer_path=cfg.path,
+            revision=cfg.revision,
         )
 
     def complete(self, requests: Sequence[SampleRequest], params: SamplingParams) -> list[Completion]:

@@ -85,6 +85,7 @@ class VLLMEngine(Engine):
         gpu_memory_utilization: float = 0.9,
         dtype: str = "auto",
         max_model_len: int | None = None,
+        revision: str | None = None,
     ):
         reason = vllm_unavailable_reason()
         if reason:
@@ -93,7 +94,7 @@ class VLLMEngine(Engine):
             )
         from vllm import LLM
 
-        from reasonscale.engines.hf import model_identity
+        from reasonscale.identity import model_identity
 
         self.llm = LLM(
             model=path,
@@ -102,9 +103,10 @@ class VLLMEngine(Engine):
             dtype=dtype,
             max_model_len=max_model_len,
             enable_prefix_caching=True,
+            revision=revision,
         )
         self.tokenizer = self.llm.get_tokenizer()
-        self.model_id = f"vllm:{model_identity(path)}"
+        self.model_id = f"vllm:{model_identity(path, revision)}:{self.llm.llm_engine.model_config.dtype}"
         self.num_parameters = count_parameters(path)
         self.preferred_batch = 1024  # vLLM schedules its own batches; give it plenty
 
@@ -116,6 +118,7 @@ class VLLMEngine(Engine):
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             dtype=cfg.dtype,
             max_model_len=cfg.max_model_len,
+            revision=cfg.revision,
         )
 
     def complete(self, requests: Sequence[SampleRequest], params: SamplingParams) -> list[Completion]:
