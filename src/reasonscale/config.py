@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -15,9 +15,10 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors."""
+    """Base of every config section: unknown keys are errors, and types are strict (`seed: true` is not 1,
+    `n: "4"` is not 4; an integer still fills a float)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ModelConfig(Section):
@@ -76,7 +77,7 @@ class SamplingConfig(Section):
 
 
 class LabTaskConfig(Section):
-    levels: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
+    levels: list[Annotated[int, Field(ge=1, le=5)]] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=1)
     per_level: int = Field(40, ge=1)
     seed: int = 0
 
@@ -171,18 +172,27 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each `key.path=value` in `data`; a path through a missing list item or into a scalar is an error."""
     for text in overrides:
         path, value = parse_override(text)
         node: Any = data
-        for part in path[:-1]:
+        for depth, part in enumerate(path):
+            where = ".".join(path[: depth + 1])
+            last = depth == len(path) - 1
             if isinstance(node, list):
-                node = node[int(part)]
+                if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+                    raise ConfigError(f"override '{text}': '{where}' is not an item of a list of {len(node)}")
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
             else:
-                node = node.setdefault(part, {})
-        if isinstance(node, list):
-            node[int(path[-1])] = value
-        else:
-            node[path[-1]] = value
+                raise ConfigError(f"override '{text}': '{'.'.join(path[:depth])}' is a value, not a section")
     return data
 
 

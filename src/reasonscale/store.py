@@ -35,6 +35,10 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 
+class StoreError(ValueError):
+    """The store file cannot be used; the message names it."""
+
+
 def generation_key(model_id: str, prompt: str, params: SamplingParams, index: int) -> str:
     """Content key of one sample. Greedy samples are all the same, so their index is dropped."""
     payload = {
@@ -51,11 +55,16 @@ class Store:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: the store must be a file, and this is a folder (check cache_path)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path}: not a reasonscale store ({error}); give another cache_path") from None
 
     def get_generations(self, keys: Iterable[str]) -> dict[str, Completion]:
         found: dict[str, Completion] = {}

@@ -30,6 +30,8 @@ def grade_jsonl(path: str | Path, task_name: str, out: str | Path | None = None)
     """
     if task_name not in TASK_GRADERS:
         raise ValueError(f"unknown task '{task_name}' for grading: use {' or '.join(TASK_GRADERS)}")
+    if out is not None and not Path(out).parent.is_dir():
+        raise FileNotFoundError(f"--out {out}: the folder {Path(out).parent} does not exist")
     check = checker(TASK_GRADERS[task_name])
     rows, pairs = [], []
     for line, row in iter_jsonl(path):

@@ -31,6 +31,19 @@ def parse_level(value: Any) -> int | None:
     return int(match.group()) if match else None
 
 
+def check_unique_ids(problems: Sequence[Problem], lines: Sequence[int], path: Path) -> None:
+    """A DataError naming the first id that occurs on more than one line (results are stored by id)."""
+    seen: dict[str, list[int]] = {}
+    for problem, line in zip(problems, lines):
+        seen.setdefault(problem.id, []).append(line)
+    for problem_id, where in seen.items():
+        if len(where) > 1:
+            raise DataError(
+                f"{path}: id '{problem_id}' is on lines {', '.join(map(str, where))}; ids must be unique "
+                "(fix the ids, or drop task.fields.id to number the rows by line)"
+            )
+
+
 class JsonlTask(Task):
     """Problems from `task.path`, one JSON object a line; field names come from `task.fields`.
 
@@ -77,7 +90,14 @@ class JsonlTask(Task):
         path = self.data_path()
         skip = self.cfg.few_shot if path.resolve() == self.train_path().resolve() else 0  # never test on examples
         rows = islice(enumerate(iter_jsonl(path)), skip, None if self.cfg.limit is None else skip + self.cfg.limit)
-        return [self.problem(index, line, row, f"{path}:{line}") for index, (line, row) in rows]
+        problems, lines = [], []
+        for index, (line, row) in rows:
+            problems.append(self.problem(index, line, row, f"{path}:{line}"))
+            lines.append(line)
+        if not problems:
+            raise DataError(f"no problems in {path}")
+        check_unique_ids(problems, lines, path)
+        return problems
 
     def _few_shot_examples(self) -> list[tuple[str, str]]:
         path = self.train_path()

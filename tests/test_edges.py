@@ -1,0 +1,111 @@
+"""Expected failures end in one clear message (exit 2) and never touch finished outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reasonscale.cli import app
+from reasonscale.config import ConfigError, TaskConfig, apply_overrides, load_config
+from reasonscale.store import Store, StoreError
+from reasonscale.tasks import build_task
+from reasonscale.tasks.io import DataError
+
+runner = CliRunner()
+BASE = "model: {path: some/model}\ntask: {name: gsm8k, limit: 3}\nstrategies:\n  - {name: majority, n: 8}\n"
+
+
+def write_config(tmp_path: Path, text: str = BASE) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("strategies.5.n=4", "'strategies.5' is not an item of a list of 1"),
+        ("strategies.x.n=4", "'strategies.x' is not an item"),
+        ("sampling.seed.x=1", "'sampling.seed' is a value, not a section"),
+    ],
+)
+def test_overrides_into_missing_items_or_scalars_are_errors(override: str, message: str):
+    data = {"strategies": [{"name": "majority"}], "sampling": {"seed": 0}}
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(data, [override])
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [("sampling: {seed: true}\n", "sampling.seed"), ("sampling: {max_tokens: '12'}\n", "sampling.max_tokens")],
+)
+def test_types_are_strict(tmp_path: Path, extra: str, key: str):
+    with pytest.raises(ConfigError, match=key):
+        load_config(write_config(tmp_path, BASE + extra))
+
+
+def test_integer_still_fills_a_float(tmp_path: Path):
+    assert load_config(write_config(tmp_path, BASE + "sampling: {temperature: 1}\n")).sampling.temperature == 1.0
+
+
+def test_lab_levels_outside_1_to_5_are_errors(tmp_path: Path):
+    text = BASE.replace("{name: gsm8k, limit: 3}", "{name: lab, lab: {levels: [1, 6]}}")
+    with pytest.raises(ConfigError, match="task.lab.levels.1"):
+        load_config(write_config(tmp_path, text))
+
+
+def jsonl_task(path: Path) -> TaskConfig:
+    return TaskConfig(name="jsonl", path=str(path), fields={"id": "id"}, grader="numeric")
+
+
+def test_duplicate_ids_name_the_id_and_lines(tmp_path: Path):
+    data = tmp_path / "d.jsonl"
+    rows = [{"id": i, "question": "q", "answer": "1"} for i in ("a", "b", "a", "c", "b")]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match="id 'a' is on lines 1, 3"):
+        build_task(jsonl_task(data)).load()
+
+
+def test_empty_data_file_is_named(tmp_path: Path):
+    data = tmp_path / "empty.jsonl"
+    data.write_text("\n")
+    with pytest.raises(DataError, match=f"no problems in {data}"):
+        build_task(jsonl_task(data)).load()
+
+
+def test_empty_data_file_leaves_finished_outputs_alone(tmp_path: Path):
+    data, out = tmp_path / "empty.jsonl", tmp_path / "run"
+    data.write_text("")
+    out.mkdir()
+    (out / "results.jsonl").write_text("finished\n")
+    config = f"model: {{path: {tmp_path}}}\ntask: {{name: jsonl, path: {data}}}\noutput_dir: {out}\n"
+    result = runner.invoke(app, ["run", str(write_config(tmp_path, config))])
+    assert result.exit_code == 2 and "no problems in" in result.output
+    assert (out / "results.jsonl").read_text() == "finished\n"
+
+
+def test_store_that_is_a_folder_or_not_sqlite(tmp_path: Path):
+    with pytest.raises(StoreError, match="is a folder"):
+        Store(tmp_path)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a reasonscale store"):
+        Store(junk)
+
+
+def test_grade_into_a_missing_folder_fails_before_grading(tmp_path: Path):
+    data = tmp_path / "p.jsonl"
+    data.write_text(json.dumps({"reference": "1", "prediction": "1"}) + "\n")
+    result = runner.invoke(app, ["grade", str(data), "--task", "gsm8k", "--out", str(tmp_path / "no" / "g.jsonl")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_missing_relative_model_path_is_one_line(tmp_path: Path):
+    config = "model: {path: ./no/such/model}\ntask: {name: lab, lab: {per_level: 1, levels: [1]}}\n"
+    config += f"output_dir: {tmp_path / 'out'}\n"
+    result = runner.invoke(app, ["run", str(write_config(tmp_path, config))])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert "Traceback" not in result.output
