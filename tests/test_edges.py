@@ -109,3 +109,63 @@ def test_missing_relative_model_path_is_one_line(tmp_path: Path):
     result = runner.invoke(app, ["run", str(write_config(tmp_path, config))])
     assert result.exit_code == 2 and "does not exist" in result.output
     assert "Traceback" not in result.output
+
+
+def test_second_writer_of_a_run_gets_a_clear_error(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from reasonscale.runlock import RunLocked, run_lock
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys,time; from reasonscale.runlock import run_lock\n"
+         f"with run_lock({str(tmp_path)!r}):\n print('held', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLocked, match=f"pid {holder.pid}"):
+            with run_lock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_lock(tmp_path):  # released when its process died
+        pass
+
+
+SHARED_CACHE_WORKER = """
+import sys, time
+from reasonscale.engines.base import Engine
+from reasonscale.engines.cached import CachedEngine
+from reasonscale.store import Store
+from reasonscale.types import Completion, SamplingParams
+
+class Slow(Engine):
+    model_id = "slow"
+    preferred_batch = 2
+    def complete(self, requests, params):
+        time.sleep(0.3)
+        with open(sys.argv[2], "a") as log:
+            log.writelines(f"{r.prompt}/{r.index}\\n" for r in requests)
+        return [Completion(f"{r.prompt}-{r.index}", "stop", 1, 1) for r in requests]
+
+engine = CachedEngine(Slow(), Store(sys.argv[1]))
+engine.poll_s = 0.05
+out = engine.generate(["a", "b"], SamplingParams(n=4, temperature=1.0))
+assert [c.text for c in out[0]] == [f"a-{i}" for i in range(4)]
+"""
+
+
+def test_processes_sharing_a_cache_never_generate_a_sample_twice(tmp_path: Path):
+    import subprocess
+    import sys
+
+    script, log = tmp_path / "worker.py", tmp_path / "generated.log"
+    script.write_text(SHARED_CACHE_WORKER)
+    workers = [
+        subprocess.Popen([sys.executable, str(script), str(tmp_path / "s.sqlite"), str(log)]) for _ in range(2)
+    ]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0]
+    generated = log.read_text().split()
+    assert sorted(generated) == sorted(f"{p}/{i}" for p in "ab" for i in range(4))

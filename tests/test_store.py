@@ -34,3 +34,19 @@ def test_results_persist_in_order(tmp_path):
     store.put_result("run", "a", 0, {"x": 1})
     store.close()
     assert list(Store(path).get_results("run").items()) == [("a", {"x": 1}), ("b", {"x": 2})]
+
+
+def test_claims_are_exclusive_and_lapse_with_their_process(tmp_path):
+    from reasonscale.store import new_owner
+
+    a, b = Store(tmp_path / "s.sqlite"), Store(tmp_path / "s.sqlite")
+    first, second = new_owner(), new_owner()
+    assert a.claim(["k1", "k2"], first) == {"k1", "k2"}
+    assert b.claim(["k2", "k3"], second) == {"k3"}  # k2 is first's while first lives
+    a.release(["k2"], first)
+    assert b.claim(["k2"], second) == {"k2"}
+    dead = "somehost-that-is-this:0:x".replace("somehost-that-is-this", __import__("socket").gethostname())
+    dead = dead.replace(":0:", ":999999999:")  # no such pid on this host
+    a.claim(["k9"], dead)
+    assert b.claim(["k9"], second) == {"k9"}  # its owner's process is gone: taken over
+    assert b.claim(["k1"], second, stale_after_s=-1) == {"k1"}  # too old: taken over

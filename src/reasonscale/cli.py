@@ -39,7 +39,7 @@ def results_table(summary: dict[str, Any]) -> Table:
 
 
 # Raised by engines and graders for conditions a user fixes (a server that does not answer, a missing extra).
-EXPECTED_RUNTIME_ERRORS = frozenset({"ServerError", "VLLMUnavailable", "GraderStartupError"})
+EXPECTED_RUNTIME_ERRORS = frozenset({"ServerError", "VLLMUnavailable", "GraderStartupError", "RunLocked"})
 
 
 def run_safely(job, *args, **kwargs):

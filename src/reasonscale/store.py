@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import sqlite3
+import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,11 @@ CREATE TABLE IF NOT EXISTS generations (
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    since REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS results (
     run TEXT NOT NULL,
     problem_id TEXT NOT NULL,
@@ -33,6 +42,9 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (run, problem_id)
 );
 """
+
+
+CLAIM_TTL_S = 3600.0  # a claim older than this is taken over even when its owner's liveness cannot be checked
 
 
 class StoreError(ValueError):
@@ -102,5 +114,53 @@ class Store:
         rows = self.db.execute("SELECT problem_id, record FROM results WHERE run = ? ORDER BY position", (run,))
         return {pid: json.loads(rec) for pid, rec in rows}
 
+    def claim(self, keys: Iterable[str], owner: str, stale_after_s: float = CLAIM_TTL_S) -> set[str]:
+        """Claim the samples `keys` for `owner` so that processes sharing this store never generate one twice.
+
+        Returns the keys `owner` holds now: those free, already its own, or held by a claim that went stale (its
+        process is gone from this host, or it is older than `stale_after_s`)."""
+        keys = list(dict.fromkeys(keys))
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for key, holder, since in self._claims_on(keys):
+                if holder != owner and (since < now - stale_after_s or not owner_alive(holder)):
+                    self.db.execute("DELETE FROM claims WHERE key = ?", (key,))
+            self.db.executemany("INSERT OR IGNORE INTO claims VALUES (?, ?, ?)", [(k, owner, now) for k in keys])
+            return {key for key, holder, _ in self._claims_on(keys) if holder == owner}
+
+    def release(self, keys: Iterable[str], owner: str) -> None:
+        with self.db:
+            self.db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", [(k, owner) for k in keys])
+
+    def _claims_on(self, keys: list[str]) -> list[tuple[str, str, float]]:
+        rows = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows += self.db.execute(f"SELECT key, owner, since FROM claims WHERE key IN ({marks})", chunk).fetchall()
+        return rows
+
     def close(self) -> None:
         self.db.close()
+
+
+
+def new_owner() -> str:
+    """A claim owner name for this process: host, pid and a random part (one per CachedEngine)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(owner: str) -> bool:
+    """False only when the owner ran on this host and its process is gone."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 from reasonscale.engines.base import Engine, SampleRequest
-from reasonscale.store import Store, generation_key
+from reasonscale.store import Store, generation_key, new_owner
 from reasonscale.types import Completion, SamplingParams
 
 
@@ -31,6 +32,8 @@ class CachedEngine(Engine):
         self.num_parameters = engine.num_parameters
         self.hits = 0
         self.misses = 0
+        self.owner = new_owner()  # claims samples so processes sharing the store never generate one twice
+        self.poll_s = 0.5
 
     @property
     def preferred_batch(self) -> int:
@@ -47,17 +50,34 @@ class CachedEngine(Engine):
             if key not in found:
                 missing.setdefault(key, request)
         fresh: dict[str, Completion] = {}
-        pending = list(missing.items())
-        for start in range(0, len(pending), self.chunk_size):
-            chunk = pending[start : start + self.chunk_size]
-            made = self.engine.complete([r for _, r in chunk], params)
-            self.store.put_generations(self.model_id, [(k, c) for (k, _), c in zip(chunk, made)])
-            fresh.update((k, c) for (k, _), c in zip(chunk, made))
-            if self.on_generated:
-                self.on_generated(len(chunk))
+        while missing:
+            mine = self.store.claim(missing, self.owner)
+            if mine:
+                fresh.update(self._generate([(k, missing.pop(k)) for k in list(missing) if k in mine], params))
+            else:  # all held by another process sharing this store: wait for them to land (or their claims to lapse)
+                time.sleep(self.poll_s)
+            arrived = self.store.get_generations(missing)
+            found.update(arrived)
+            for key in arrived:
+                missing.pop(key)
         self.misses += len(fresh)
         self.hits += len(requests) - len(fresh)
         return [fresh.get(k) or found[k] for k in keys]
+
+    def _generate(self, pending: list[tuple[str, SampleRequest]], params: SamplingParams) -> dict[str, Completion]:
+        """Generate claimed samples chunk by chunk, committing each chunk; claims are released however it ends."""
+        fresh: dict[str, Completion] = {}
+        try:
+            for start in range(0, len(pending), self.chunk_size):
+                chunk = pending[start : start + self.chunk_size]
+                made = self.engine.complete([r for _, r in chunk], params)
+                self.store.put_generations(self.model_id, [(k, c) for (k, _), c in zip(chunk, made)])
+                fresh.update((k, c) for (k, _), c in zip(chunk, made))
+                if self.on_generated:
+                    self.on_generated(len(chunk))
+        finally:
+            self.store.release([k for k, _ in pending], self.owner)
+        return fresh
 
     def close(self) -> None:
         self.engine.close()
