@@ -101,8 +101,8 @@ def hub_revision(repo_id: str, revision: str | None = None) -> str:
         sha = HfApi().model_info(repo_id, revision=revision).sha
     except Exception as error:  # noqa: BLE001
         raise ValueError(
-            f"cannot resolve the model '{repo_id}': it is not a local directory, not in the local hub cache, and "
-            f"the hub did not answer ({type(error).__name__}). Give a local path."
+            f"cannot resolve the model '{repo_id}': there is no folder {Path(repo_id).resolve()}, it is not in the "
+            f"local hub cache, and the hub did not answer ({type(error).__name__})"
         ) from None
     if not sha:
         raise ValueError(f"the hub gave no commit for '{repo_id}'")
