@@ -34,8 +34,8 @@ def tag_tokenizer() -> PreTrainedTokenizerFast:
 
 def sentencepiece_tokenizer() -> PreTrainedTokenizerFast:
     """BPE over characters behind a Metaspace ("▁") pre-tokenizer that marks only the text's start, like a Llama
-    SentencePiece model: " ки" is the single token "▁ки", "+" alone is "▁+" (the token Math-Shepherd reads), and a
-    piece tokenized alone would start with a "▁" token."""
+    SentencePiece model: " ки" is the single token "▁ки", "+" alone is "▁+" (the token Math-Shepherd reads),
+    and a piece tokenized alone would start with a "▁" token."""
     chars = sorted(set(ALPHABET.replace(" ", "") + "▁" + TAG))
     merges = [("▁", "к"), ("▁к", "и"), ("▁", "a"), ("▁", "+"), ("▁", "-")]
     vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + chars + ["".join(m) for m in merges])}

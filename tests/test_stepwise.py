@@ -41,7 +41,10 @@ class ScriptEngine(Engine):
     def _one(self, prompt: str, index: int, params: SamplingParams) -> Completion:
         base = next(p for p in self.scripts if prompt.startswith(p))
         written, solutions = prompt[len(base) :], self.scripts[base]
-        script = solutions[index % len(solutions)] if not written else next(s for s in solutions if s.startswith(written))
+        if written:
+            script = next(s for s in solutions if s.startswith(written))
+        else:
+            script = solutions[index % len(solutions)]
         rest = script[len(written) :]
         window = rest[: params.max_tokens]
         kept, stop = cut_at_stop(window, params.stop)
@@ -68,8 +71,8 @@ class TableVerifier(Verifier):
 
 def numeric_task(tmp_path, count: int) -> JsonlTask:
     path = tmp_path / "test.jsonl"
-    path.write_text("".join(json.dumps({"question": f"How many apples in box {i}?", "answer": str(10 + i)}) + "\n"
-                            for i in range(count)))
+    rows = [{"question": f"How many apples in box {i}?", "answer": str(10 + i)} for i in range(count)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return JsonlTask(TaskConfig(name="jsonl", path=str(path), grader="numeric"))
 
 
@@ -161,7 +164,8 @@ def variants(task, count: int, steps: int = 4) -> dict[str, list[str]]:
     """`count` different solutions per problem, `steps` steps each; variant v writes "v{v}" in each step."""
     return {
         task.format_prompt(p): [
-            "\n\n".join([*(f"v{v} step {s}" for s in range(steps - 1)), f"The answer is {10 + i}."]) for v in range(count)
+            "\n\n".join([*(f"v{v} step {s}" for s in range(steps - 1)), f"The answer is {10 + i}."])
+            for v in range(count)
         ]
         for i, p in enumerate(task.load())
     }
