@@ -123,9 +123,10 @@ class StepSearch:
         return children
 
     def child(self, beam: Beam, completion: Completion) -> Beam:
-        """The beam plus one generated piece. A solution stop anywhere in the text so far cuts it there and
-        finishes it; so do the end of sequence and the solution's token budget; a piece that ended neither on
-        the step delimiter nor so (the step token limit, or a stop's rest that completed no stop) goes on."""
+        """The beam plus one generated piece. A solution stop anywhere in the text so far cuts the text there
+        and finishes the solution; the end of sequence and the solution's token budget finish it too. A piece
+        that ended on the step delimiter completes its step; any other (the step token limit, or a stop's rest
+        that completed no stop) leaves the step partial, to be continued."""
         text = beam.text + completion.text + (completion.stop or "")
         tokens = beam.tokens + max(1, completion.completion_tokens)
         kept, stop = cut_at_stop(text, self.task.solution_stop)
