@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from reasonscale.data.prm_labels import PRMExample, build_prm_examples, load_examples, save_examples, step_prefixes
 from reasonscale.engines.base import Engine
 from reasonscale.pipelines.search_experiment import roc_auc
 from reasonscale.train.prm import PRMTrainConfig, ranking_loss, train_prm
 from reasonscale.types import Completion, Problem, SamplingParams
-from reasonscale.verifiers.prm import PRMVerifier
+from reasonscale.verifiers.prm import PRMFormat, PRMVerifier
 from toys import LastWordTask
 
 
@@ -106,6 +109,73 @@ def test_ranking_loss_orders_pairs():
     y = torch.tensor([1.0, 0.0])
     assert ranking_loss(torch.tensor([2.0, -2.0]), y) < ranking_loss(torch.tensor([-2.0, 2.0]), y)
     assert ranking_loss(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0])) == 0.0
+
+
+def test_ranking_loss_compares_steps_of_the_same_problem_only():
+    # problem 0 steps (y 1, 0) and problem 1 steps (y 1, 0): each problem is ordered right, but problem 0's good
+    # step (z 2) is below problem 1's bad step (z 4), a pair that must not count.
+    z, y = torch.tensor([2.0, -2.0, 5.0, 4.0]), torch.tensor([1.0, 0.0, 1.0, 0.0])
+    within = ranking_loss(z, y, torch.tensor([0, 0, 1, 1]))
+    expected = -(F.logsigmoid(torch.tensor(4.0)) + F.logsigmoid(torch.tensor(1.0))) / 2
+    assert within == pytest.approx(expected.item())
+    assert ranking_loss(z, y) > within
+
+
+def test_training_batches_group_the_ranking_by_problem(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from reasonscale.train.prm import batch_loss, encode_examples
+
+    class Fixed(torch.nn.Module):  # a "model" whose step logits are the labels themselves, flipped for "q"
+        def forward(self, input_ids, attention_mask):
+            logits = torch.zeros(*input_ids.shape, 1)
+            for row, e in enumerate(encoded):
+                for pos, label in zip(e.positions, e.labels):
+                    logits[row, pos, 0] = 4 * label - 2 + (10 if e.problem == "q" else 0)
+            return SimpleNamespace(logits=logits)
+
+    good, bad = toy_examples()[:2]
+    other = PRMExample("q", good.question, good.prompt, good.steps, [1.0, 0.0], [1.0, 0.0], False)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    encoded = encode_examples(tokenizer, [good, bad, other], PRMFormat(), "soft")
+    assert [e.problem for e in encoded] == ["p", "p", "q"]
+    plain = batch_loss(Fixed(), encoded, PRMFormat(), None, 0.0, 0)
+    ranked = batch_loss(Fixed(), encoded, PRMFormat(), None, 1.0, 0)
+    assert ranked - plain == pytest.approx(-F.logsigmoid(torch.tensor(4.0)).item(), rel=1e-5)
+
+
+def test_soft_and_hard_targets_train_on_different_labels(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from reasonscale.train.prm import encode_examples
+
+    task, engine = LastWordTask(), ScriptedPolicy()
+    examples = build_prm_examples(task, engine, task.load(), ["q\n"], SamplingParams(temperature=1.0), 2, 4)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    soft = [e.labels for e in encode_examples(tokenizer, examples, PRMFormat(), "soft")]
+    hard = [e.labels for e in encode_examples(tokenizer, examples, PRMFormat(), "hard")]
+    assert soft == [[0.75, 1.0, 1.0], [0.75, 0.0, 0.0]] and hard == [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
+    cfg = {"epochs": 1, "batch_size": 2, "warmup_steps": 0}
+    first = [
+        train_prm(examples, tiny_model_dir, tmp_path / target, PRMTrainConfig(target=target, **cfg)).losses[0]
+        for target in ("soft", "hard")
+    ]
+    assert first[0] != pytest.approx(first[1])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks that the device is used where CUDA is absent")
+def test_the_trainer_runs_on_the_device_it_is_given(tiny_model_dir, tmp_path):
+    cfg = PRMTrainConfig(epochs=1, batch_size=4)
+    assert train_prm(toy_examples(), tiny_model_dir, tmp_path / "cpu", cfg, device="cpu").steps == 2
+    with pytest.raises((AssertionError, RuntimeError)):  # no CUDA here: asking for it must fail, not fall back
+        train_prm(toy_examples(), tiny_model_dir, tmp_path / "cuda", cfg, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_trainer_trains_on_cuda(tiny_model_dir, tmp_path):
+    cfg = PRMTrainConfig(epochs=6, batch_size=4, lr=5e-3, warmup_steps=0, rank_weight=0.5)
+    result = train_prm(toy_examples(), tiny_model_dir, tmp_path / "prm", cfg, device="cuda")
+    assert sum(result.losses[-3:]) < sum(result.losses[:3])
 
 
 def test_roc_auc_is_rank_based_with_ties_counted_half():

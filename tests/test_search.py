@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from reasonscale.config import LabTaskConfig, ModelConfig, RunConfig, SamplingConfig, StrategyConfig, TaskConfig
-from reasonscale.engines.base import Engine
+from reasonscale.engines.base import Engine, SampleRequest
 from reasonscale.lab.graph import Graph
 from reasonscale.pipelines.evaluate import run_evaluation
 from reasonscale.search.beam import beam_search
@@ -36,10 +36,14 @@ class NoisyLabPolicy(Engine):
     def __init__(self, error: float = 0.3):
         self.error = error
         self.returned: list[Completion] = []
+        self.requests: list[tuple[SampleRequest, float]] = []  # each request with the temperature it ran at
+        self.calls = 0
 
     def complete(self, requests, params):
         out = [self._one(r.prompt, r.index if params.temperature > 0 else -1, params) for r in requests]
         self.returned += out
+        self.requests += [(r, params.temperature) for r in requests]
+        self.calls += 1
         return out
 
     def _one(self, prompt: str, index: int, params: SamplingParams) -> Completion:
@@ -110,13 +114,30 @@ def test_usage_matches_engine_token_counts(lab, strategy):
     assert total.verifier_calls > 0
 
 
-def test_lookahead_charges_its_rollouts(lab):
+def test_lookahead_charges_its_greedy_rollouts(lab):
     plain, ahead = NoisyLabPolicy(), NoisyLabPolicy()
-    beam_search(make_search(lab, plain), 4, beam_width=4)
-    lookahead_search(make_search(lab, ahead), 4, beam_width=4, k=1)
-    rollouts = len(ahead.returned) - len(plain.returned)
-    assert rollouts > 0
-    assert len(ahead.returned) <= 2 * len(plain.returned)  # about N x (k + 1) per round
+    beam_search(make_search(lab, plain), 4, beam_width=4, max_rounds=20)
+    results = lookahead_search(make_search(lab, ahead), 4, beam_width=4, max_rounds=20, k=1)
+    assert all(t > 0 for _, t in plain.requests)  # plain beam search only samples
+    sampled = [c for c, (_, t) in zip(ahead.returned, ahead.requests) if t > 0]
+    rollouts = [c for c, (_, t) in zip(ahead.returned, ahead.requests) if t == 0.0]
+    assert len(rollouts) == sum(c.stop == "\n" for c in sampled)  # one greedy step per open candidate step
+    charged = Usage()
+    for r in results:
+        charged += r.usage
+    assert charged.policy_calls == len(sampled) + len(rollouts)
+    assert charged.completion_tokens == sum(c.completion_tokens for c in ahead.returned)
+
+
+def test_usage_is_charged_to_the_problem_that_spent_it(lab):
+    _, _, prompts = lab
+    engine = NoisyLabPolicy()
+    results = beam_search(make_search(lab, engine), 4, beam_width=2)
+    for prompt, result in zip(prompts, results):
+        mine = [c for c, (r, _) in zip(engine.returned, engine.requests) if r.prompt.startswith(prompt)]
+        assert result.usage.policy_calls == len(mine) > 0
+        assert result.usage.completion_tokens == sum(c.completion_tokens for c in mine)
+        assert result.usage.prompt_tokens == sum(c.prompt_tokens for c in mine)
 
 
 def test_budget_one_is_a_single_stepwise_sample(lab):
@@ -129,9 +150,10 @@ def test_budget_one_is_a_single_stepwise_sample(lab):
 def test_dvts_subtrees_sample_disjoint_first_steps(lab):
     engine = NoisyLabPolicy(error=0.5)
     results = dvts(make_search(lab, engine), 16, beam_width=4)
-    assert all(len(r.candidates) >= 16 for r in results)
-    first_calls = engine.returned[: 16 * len(lab[1])]
-    assert len({c.text for c in first_calls}) > 1
+    assert all(len(r.candidates) == 16 for r in results)
+    first_call = engine.requests[: 16 * len(lab[1])]
+    for prompt in lab[2]:
+        assert sorted(r.index for r, _ in first_call if r.prompt == prompt) == list(range(16))
 
 
 def test_evaluation_dispatches_stepwise_strategies(tmp_path, lab):

@@ -1,13 +1,20 @@
 """The `lab search` experiment end to end on a tiny random policy: every strategy x verifier x budget is
-reported, the PRM section is written, and a re-run resumes from the store without model calls or retraining."""
+reported, the PRM section is written, and a re-run resumes from the store without model calls or retraining;
+a trained PRM lives in a directory keyed by its base model's content, its data and its settings."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
+from conftest import build_tiny_model
 
-from reasonscale.pipelines.search_experiment import run_search_experiment
+from reasonscale.config import load_config
+from reasonscale.pipelines import search_experiment
+from reasonscale.pipelines.search_experiment import SearchExperimentConfig, run_search_experiment, trained_prm
 
 
 def write_config(tmp_path, policy) -> str:
@@ -44,10 +51,39 @@ def test_search_experiment_reports_every_strategy_and_resumes(tiny_model_dir, tm
     assert prm["train_solutions"] == 2 * 2 * 2 and prm["completer"] == str(tiny_model_dir)
     report = (tmp_path / "run" / "eval" / "report.md").read_text()
     assert "## Process reward model" in report and "accuracy.png" in report
-    training = (tmp_path / "run" / "prm" / "training.json").read_text()
+    prm_dir = Path(prm["path"])
+    assert prm_dir.parent == tmp_path / "run" / "prm" and prm["completer_is_policy"]
+    training = (prm_dir / "training.json").read_text()
 
     again = run_search_experiment(config, show_progress=False)
     assert again["usage"]["model_calls"] == 0
     assert again["accuracy"] == summary["accuracy"]
-    assert (tmp_path / "run" / "prm" / "training.json").read_text() == training
+    assert again["prm"]["path"] == prm["path"] and (prm_dir / "training.json").read_text() == training
     assert json.loads(training)["steps"] >= 1
+
+
+def test_a_trained_prm_is_keyed_by_its_base_content_data_and_settings(tiny_model_dir, tmp_path, monkeypatch):
+    trained: list[Path] = []
+
+    def fake_train(examples, base, output_dir, cfg, device="auto"):
+        Path(output_dir).mkdir(parents=True)
+        trained.append(Path(output_dir))
+        return SimpleNamespace(path=Path(output_dir), losses=[1.0], steps=1, seconds=0.0)
+
+    monkeypatch.setattr(search_experiment, "train_prm", fake_train)
+    out, base = tmp_path / "run", tmp_path / "base"
+    shutil.copytree(tiny_model_dir, base)
+    out.mkdir()
+    (out / "prm_data.jsonl").write_text('{"a": 1}\n')
+    cfg = load_config(write_config(tmp_path, base), model=SearchExperimentConfig)
+
+    first, _ = trained_prm(cfg, str(base), [], out, False)
+    assert trained_prm(cfg, str(base), [], out, False)[0] == first and trained == [first]  # reused, not retrained
+    changed = load_config(write_config(tmp_path, base), ["prm.train.lr=0.5"], model=SearchExperimentConfig)
+    assert trained_prm(changed, str(base), [], out, False)[0] != first
+    (out / "prm_data.jsonl").write_text('{"a": 2}\n')
+    new_data, _ = trained_prm(cfg, str(base), [], out, False)
+    build_tiny_model(base, seed=1)  # same path, new weights
+    new_base, _ = trained_prm(cfg, str(base), [], out, False)
+    assert len({first, new_data, new_base, *trained}) == 4 and len(trained) == 4
+    assert all(p.parent == out / "prm" for p in trained)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
+from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from reasonscale.config import StrategyConfig, TaskConfig
+from reasonscale.lab.tokenizer import build_char_tokenizer
 from reasonscale.pipelines.evaluate import pick
 from reasonscale.tasks.lab import LabTask
 from reasonscale.types import Problem
@@ -78,8 +81,6 @@ PROBLEM = Problem("p", "a=2, b=a*3. Find b.", "6", level=1)
 def test_prm_scores_every_step_and_counts_usage(tiny_model_dir, tmp_path, lab_task, mode):
     path = tiny_model_dir
     if mode == "head":
-        from transformers import AutoModelForTokenClassification, AutoTokenizer
-
         path = tmp_path / "head"
         AutoModelForTokenClassification.from_pretrained(tiny_model_dir, num_labels=2).save_pretrained(path)
         AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(path)
@@ -122,3 +123,22 @@ def test_build_verifier_names(tiny_model_dir, lab_task):
         build_verifier("prm", lab_task)
     with pytest.raises(ValueError, match="unknown verifier"):
         build_verifier("judge", lab_task)
+
+
+@pytest.mark.parametrize("labels", [1, 2])
+def test_head_mode_score_is_the_heads_output_at_each_step_end(tiny_model_dir, tmp_path, lab_task, labels):
+    steps = ["b=a*3=2*3=6", "answer=6"]
+    path = tmp_path / "head"
+    torch.manual_seed(1)
+    AutoModelForTokenClassification.from_pretrained(tiny_model_dir, num_labels=labels).save_pretrained(path)
+    tokenizer = build_char_tokenizer()
+    tokenizer.save_pretrained(path)
+    (scores,) = PRMVerifier(str(path), lab_task).score([PROBLEM], [steps])
+    text = lab_task.format_prompt(PROBLEM) + "".join(s + "\n" for s in steps)
+    ids = tokenizer(text)["input_ids"]
+    ends = [len(ids) - 1 - len(steps[1]) - 1, len(ids) - 1]  # the "\n" after each step (one token per character)
+    with torch.no_grad():
+        logits = AutoModelForTokenClassification.from_pretrained(path)(torch.tensor([ids])).logits[0, ends]
+    expected = logits[:, 0].sigmoid() if labels == 1 else logits.softmax(-1)[:, 1]
+    assert scores == pytest.approx(expected.tolist(), abs=1e-5)
+    assert abs(scores[0] - scores[1]) > 1e-4  # two different positions are read

@@ -2,9 +2,11 @@
 
 Sample solutions from the policy; for every step prefix, roll out k completions and label the step with the
 fraction that reach the right answer (soft) and with whether any does (hard). The last step is labelled by the
-solution's own outcome. Rollouts come from the policy or from a separate "completer" model (Math-Shepherd's
-term): a stronger completer finishes correct prefixes more often, so its labels separate right from wrong steps
-better. Every sample goes through the given engines, so caching engines make this resumable.
+solution's own outcome. Rollouts come from the policy (the default, as in Snell et al. 2024: a label is the
+step's value under the policy that will be searched) or from a separate "completer" model (Math-Shepherd's term):
+its labels value a step under the completer instead; a stronger one finishes correct prefixes more often, so its
+labels separate right from wrong steps more sharply but no longer say what the policy makes of the step. Every
+sample goes through the given engines, so caching engines make this resumable.
 """
 
 from __future__ import annotations

@@ -29,15 +29,16 @@ def sample_seed(seed: int, prompt: str, index: int) -> int:
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
-    """Cut `text` before the earliest stop string; return the kept text and the stop that matched."""
-    best: tuple[int, str] | None = None
+    """Cut `text` before the earliest stop string (the longest one where several start at the same place);
+    return the kept text and the stop that matched."""
+    best: tuple[int, int, str] | None = None
     for stop in stops:
-        pos = text.find(stop)
-        if pos >= 0 and (best is None or pos < best[0]):
-            best = (pos, stop)
+        pos = text.find(stop) if stop else -1
+        if pos >= 0 and (best is None or (pos, -len(stop)) < best[:2]):
+            best = (pos, -len(stop), stop)
     if best is None:
         return text, None
-    return text[: best[0]], best[1]
+    return text[: best[0]], best[2]
 
 
 class Engine(ABC):

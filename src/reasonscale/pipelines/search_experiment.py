@@ -17,17 +17,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from pydantic import Field
 
 from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig, load_config
 from reasonscale.data.prm_labels import PRMExample, build_prm_examples, save_examples
 from reasonscale.engines import build_engine
 from reasonscale.engines.cached import CachedEngine
+from reasonscale.identity import digest, model_identity
 from reasonscale.pipelines.evaluate import run_evaluation, verifier_key
 from reasonscale.progress import Progress
 from reasonscale.store import Store
 from reasonscale.tasks import build_task
-from reasonscale.train.prm import PRMTrainConfig, train_prm
+from reasonscale.train.prm import PRMTrainConfig, resolve_device, train_prm
 from reasonscale.types import Problem, SamplingParams
 from reasonscale.verifiers import Verifier, build_verifier
 
@@ -41,7 +43,9 @@ class PRMStageConfig(Section):
     samples: int = Field(4, ge=1, description="policy solutions per training problem")
     rollouts: int = Field(8, ge=1, description="Monte-Carlo completions per step prefix")
     completer: str | None = Field(
-        None, description="lab preset or model directory that rolls out step prefixes (default: the policy)"
+        None,
+        description="lab preset or model directory that rolls out step prefixes (default: the policy, as in the "
+        "paper; another model's rollouts value a step under that model, not the policy being searched)",
     )
     base: str | None = Field(None, description="lab preset or model directory to fine-tune (default: the policy)")
     train: PRMTrainConfig = Field(default_factory=PRMTrainConfig)
@@ -169,21 +173,33 @@ def prm_examples(cfg: SearchExperimentConfig, policy: str, out: Path, progress: 
     return examples
 
 
+def prm_identity(cfg: SearchExperimentConfig, base: str, data: Path) -> str:
+    """The identity of a trained PRM: its base model's content, its training data and every training setting
+    (the device included: CUDA and CPU kernels train different weights)."""
+    return digest(
+        {
+            "base": model_identity(base),
+            "data": hashlib.sha256(data.read_bytes()).hexdigest(),
+            "train": cfg.prm.train.model_dump(),
+            "device": torch.device(resolve_device(cfg.device)).type,
+        }
+    )
+
+
 def trained_prm(
     cfg: SearchExperimentConfig, policy: str, examples: list[PRMExample], out: Path, progress: bool
 ) -> tuple[Path, dict]:
-    """Train the PRM, or reuse the one trained on the same data with the same settings."""
-    key = hashlib.sha256(
-        json.dumps([cfg.prm.model_dump(), policy, (out / "prm_data.jsonl").read_text()], sort_keys=True).encode()
-    ).hexdigest()[:16]
-    path = out / "prm"
-    info_file = path / "training.json"
-    if info_file.is_file() and json.loads(info_file.read_text())["key"] == key:
-        return path, json.loads(info_file.read_text())
+    """Train the PRM into `out/prm/<key>`, keyed by everything that produced it, or reuse the one found there."""
     base = model_path(cfg.prm.base, cfg, progress) if cfg.prm.base else policy
-    result = train_prm(examples, base, path, cfg.prm.train)
+    key = prm_identity(cfg, base, out / "prm_data.jsonl")
+    path = out / "prm" / key
+    info_file = path / "training.json"  # written last: its presence means the PRM is complete
+    if info_file.is_file():
+        return path, json.loads(info_file.read_text())
+    result = train_prm(examples, base, path, cfg.prm.train, device=cfg.device)
     info = {
         "key": key,
+        "base": model_identity(base),
         "steps": result.steps,
         "seconds": result.seconds,
         "first_loss": result.losses[0],
@@ -214,14 +230,19 @@ def run_search_experiment(
     summary = run_evaluation(run_cfg, show_progress=show_progress)
     records = [json.loads(line) for line in (out / "eval" / "results.jsonl").read_text().splitlines()]
     prm_key = next((verifier_key(s) for s in run_cfg.strategies if s.verifier == "prm"), None)
-    summary["prm"] = prm_metrics(cfg, examples, records, training, prm_key)
+    summary["prm"] = prm_metrics(cfg, examples, records, training, prm_key, prm_path)
     (out / "eval" / "summary.json").write_text(json.dumps(summary, indent=2))
     append_prm_section(out / "eval" / "report.md", summary)
     return summary
 
 
 def prm_metrics(
-    cfg: SearchExperimentConfig, examples: list[PRMExample], records: list[dict], training: dict, prm_key: str | None
+    cfg: SearchExperimentConfig,
+    examples: list[PRMExample],
+    records: list[dict],
+    training: dict,
+    prm_key: str | None,
+    prm_path: Path,
 ) -> dict:
     """How well the PRM and its training labels predict the oracle's step verdicts."""
     task = build_task(cfg.task)
@@ -232,8 +253,10 @@ def prm_metrics(
         "train_solution_accuracy": sum(e.correct for e in examples) / max(1, len(examples)),
         "rollouts": cfg.prm.rollouts,
         "completer": cfg.prm.completer or cfg.policy,
+        "completer_is_policy": cfg.prm.completer in (None, cfg.policy),
         "mc_label_auc": label_auc(examples, build_verifier("oracle", task)),
         "training": training,
+        "path": str(prm_path),
     }
     if prm_key and "oracle" in cfg.verifiers:
         metrics["step_auc_first_error"] = step_auc(records, prm_key)
@@ -254,6 +277,13 @@ def append_prm_section(report: Path, summary: dict[str, Any]) -> None:
             f"Trained on {m['train_solutions']} policy solutions ({m['train_steps']} steps, policy accuracy "
             f"{m['train_solution_accuracy']:.3f}), each step labelled by {m['rollouts']} rollouts of "
             f"`{m['completer']}`; {t['steps']} optimizer steps in {t['seconds']:.0f} s."
+        ),
+        (
+            "The rollouts come from the policy being searched, as in Snell et al. (2024): a label is the step's value "
+            "under that policy."
+            if m["completer_is_policy"]
+            else f"The rollouts come from `{m['completer']}`, not from the policy: a label is the step's value under "
+            "that model (as Math-Shepherd's completer), not under the policy being searched."
         ),
         f"- Monte-Carlo labels vs oracle, step ROC AUC (first-error labels): {_fmt(m['mc_label_auc'])}",
         f"- PRM vs oracle, step ROC AUC (first-error labels): {_fmt(m.get('step_auc_first_error'))}",

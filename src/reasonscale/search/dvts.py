@@ -6,8 +6,10 @@ from reasonscale.search.stepwise import SearchResult, StepSearch, tree_search
 
 
 def dvts(search: StepSearch, n: int, beam_width: int = 4, max_rounds: int = 12) -> list[SearchResult]:
-    """Split the budget into max(1, N/M) subtrees per problem; each expands its single best beam M ways per
-    round, and the final answer is the verifier-weighted vote over every subtree's finished solutions."""
+    """Split the budget N into max(1, N/M) subtrees per problem (the first N mod trees subtrees take one more);
+    each expands only its single best beam, as many ways as it has open slots, per round. Subtrees sample
+    disjoint first steps; the answer is the verifier-weighted vote over every subtree's finished solutions."""
     trees = max(1, n // beam_width)
-    width = n // trees
-    return search.results(tree_search(search, search.roots(trees), width, width, max_rounds))
+    roots = search.roots(trees)
+    budgets = [n // trees + (root.tree < n % trees) for root in roots]
+    return search.results(tree_search(search, roots, budgets, max(budgets), max_rounds))

@@ -1,9 +1,11 @@
 """A thin PRM trainer: fine-tune a model to predict each step's Monte-Carlo label where the verifier reads it.
 
 TRL 1.16 has no PRM trainer, so this is a plain PyTorch loop over transformers models (LoRA optional through
-peft). The loss acts on one logit per step (`verifiers.prm.step_logits`): binary cross-entropy against the soft
-or hard label, plus an optional pairwise ranking term between steps of the same batch. The result is saved in
-Hugging Face format with `reasonscale_prm.json`, so `PRMVerifier(path, task)` scores with it as trained.
+peft), on the given device. The loss acts on one logit per step (`verifiers.prm.step_logits`): binary
+cross-entropy against the soft or hard label, plus an optional pairwise ranking term between steps of the same
+problem (labels of different problems are not comparable: an easy problem's wrong step may outscore a hard
+problem's right one). The result is saved in Hugging Face format with `reasonscale_prm.json`, so
+`PRMVerifier(path, task)` scores with it as trained.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -75,37 +77,57 @@ def build_model(base: str, cfg: PRMTrainConfig) -> torch.nn.Module:
     return model
 
 
-def encode_examples(tokenizer, examples: Sequence[PRMExample], fmt: PRMFormat, target: str) -> list[tuple]:
-    """(ids, read positions, labels) per example."""
+class Encoded(NamedTuple):
+    """One example as the model reads it: token ids, read positions, a label per step, and its problem."""
+
+    ids: list[int]
+    positions: list[int]
+    labels: list[float]
+    problem: str
+
+
+def encode_examples(tokenizer, examples: Sequence[PRMExample], fmt: PRMFormat, target: str) -> list[Encoded]:
+    """Each example encoded with its soft or hard step labels."""
     out = []
     for e in examples:
         ids, positions = encode_steps(tokenizer, e.prompt, e.steps, fmt)
-        out.append((ids, positions, e.soft if target == "soft" else e.hard))
+        out.append(Encoded(ids, positions, e.soft if target == "soft" else e.hard, e.problem_id))
     return out
 
 
-def batch_loss(model, batch: list[tuple], fmt: PRMFormat, good_bad, rank_weight: float, pad: int) -> torch.Tensor:
+def batch_loss(
+    model, batch: list[Encoded], fmt: PRMFormat, good_bad, rank_weight: float, pad: int, device: str = "cpu"
+) -> torch.Tensor:
     """Cross-entropy of every step's logit against its label, plus the optional ranking term."""
-    width = max(len(ids) for ids, _, _ in batch)
-    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _, _ in batch])
-    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _, _ in batch])
+    width = max(len(e.ids) for e in batch)
+    input_ids = torch.tensor([e.ids + [pad] * (width - len(e.ids)) for e in batch], device=device)
+    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in batch], device=device)
     logits = model(input_ids=input_ids, attention_mask=mask).logits
-    rows = torch.tensor([r for r, (_, pos, _) in enumerate(batch) for _ in pos])
-    cols = torch.tensor([p for _, pos, _ in batch for p in pos])
-    z = step_logits(logits[rows, cols], fmt, good_bad)
-    y = torch.tensor([v for _, _, labels in batch for v in labels], dtype=z.dtype)
+    rows = torch.tensor([r for r, e in enumerate(batch) for _ in e.positions], device=device)
+    cols = torch.tensor([p for e in batch for p in e.positions], device=device)
+    z = step_logits(logits[rows, cols], fmt, good_bad).float()
+    y = torch.tensor([v for e in batch for v in e.labels], dtype=z.dtype, device=device)
     loss = F.binary_cross_entropy_with_logits(z, y)
     if rank_weight > 0:
-        loss = loss + rank_weight * ranking_loss(z, y)
+        problems = {p: i for i, p in enumerate(dict.fromkeys(e.problem for e in batch))}
+        groups = torch.tensor([problems[e.problem] for e in batch for _ in e.positions], device=device)
+        loss = loss + rank_weight * ranking_loss(z, y, groups)
     return loss
 
 
-def ranking_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean -log sigmoid(z_i - z_j) over pairs whose labels order i above j."""
+def ranking_loss(z: torch.Tensor, y: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean -log sigmoid(z_i - z_j) over pairs whose labels order i above j, within the same group (problem)."""
     above = y[:, None] > y[None, :]
+    if groups is not None:
+        above &= groups[:, None] == groups[None, :]
     if not above.any():
         return z.sum() * 0.0
     return -F.logsigmoid(z[:, None] - z[None, :])[above].mean()
+
+
+def resolve_device(device: str) -> str:
+    """The torch device to train on: CUDA when available for "auto", else the one given."""
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
 def train_prm(
@@ -114,8 +136,10 @@ def train_prm(
     output_dir: str | Path,
     cfg: PRMTrainConfig | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    device: str = "auto",
 ) -> PRMTrainResult:
-    """Fine-tune `base_model` into a PRM on `examples` and save it (merged, HF format) to `output_dir`."""
+    """Fine-tune `base_model` into a PRM on `examples` on `device` ("auto": CUDA when available) and save it
+    (merged, HF format, on the CPU) to `output_dir`."""
     from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
 
     cfg = cfg or PRMTrainConfig()
@@ -125,8 +149,9 @@ def train_prm(
     good_bad = (
         (token_id(tokenizer, fmt.good_token), token_id(tokenizer, fmt.bad_token)) if cfg.mode == "token" else None
     )
-    data = [d for d in encode_examples(tokenizer, examples, fmt, cfg.target) if d[1]]
-    model = build_model(str(base_model), cfg).train()
+    data = [e for e in encode_examples(tokenizer, examples, fmt, cfg.target) if e.positions]
+    device = resolve_device(device)
+    model = build_model(str(base_model), cfg).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = max(1, math.ceil(cfg.epochs * len(data) / cfg.batch_size))
@@ -142,7 +167,7 @@ def train_prm(
         if len(order) < cfg.batch_size:
             order += rng.sample(range(len(data)), len(data))
         batch, order = [data[i] for i in order[: cfg.batch_size]], order[cfg.batch_size :]
-        loss = batch_loss(model, batch, fmt, good_bad, cfg.rank_weight, pad)
+        loss = batch_loss(model, batch, fmt, good_bad, cfg.rank_weight, pad, device)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -160,7 +185,7 @@ def save_prm(model, tokenizer, fmt: PRMFormat, output_dir: str | Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    model.eval().save_pretrained(path)
+    model.eval().to("cpu").save_pretrained(path)
     tokenizer.save_pretrained(path)
     fmt.save(path)
     return path

@@ -2,10 +2,12 @@
 
 Two checkpoint formats are supported (`PRMFormat.mode`):
   head   a token-classification model (1 label: sigmoid; 2 labels: softmax of label 1) read at each step's
-         last token, or at `step_tag` inside it. Models trained by `reasonscale.train.prm` use this by default;
-         Qwen2.5-Math-PRM style checkpoints load with `trust_remote_code` and `step_tag: "<extra_0>"`.
+         separator, or at `step_tag` in it. Models trained by `reasonscale.train.prm` use this by default;
+         Qwen2.5-Math-PRM style checkpoints load with `trust_remote_code`, `step_tag: "<extra_0>"` and
+         `step_separator: "<extra_0>"`.
   token  a causal LM; the score is P(good) of softmax over (good_token, bad_token) logits at `step_tag`
-         (Math-Shepherd: step_tag "ки", good "+", bad "-", prompt_template "{question} ").
+         (Math-Shepherd: step_tag "ки", whose default separator writes "step ки\n", good "+", bad "-",
+         prompt_template "{question} ").
 A checkpoint saved by the trainer carries its format in `reasonscale_prm.json`; options override it.
 """
 
@@ -28,15 +30,38 @@ FORMAT_FILE = "reasonscale_prm.json"
 
 @dataclass(frozen=True)
 class PRMFormat:
-    """How a checkpoint reads a solution: what ends a step, where the score sits, and the prompt it expects."""
+    """How a checkpoint reads a solution: what ends a step, where the score sits, and the prompt it expects.
+
+    Each step is followed by `step_separator` and its score is read at `step_tag`, which the separator must
+    write (default " {step_tag}\n", as Math-Shepherd writes "step ки\n"), or without a tag at the separator's
+    last token (default separator "\n").
+    """
 
     mode: Literal["head", "token"] = "head"
-    step_separator: str = "\n"
-    step_tag: str | None = None  # token read in each step's segment (default: the segment's last token)
+    step_separator: str | None = None
+    step_tag: str | None = None
     good_token: str = "+"
     bad_token: str = "-"
     prompt_template: str | None = None  # None: the task's prompt; otherwise formatted with {question}
     trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.step_tag == "":
+            raise ValueError("PRM format: step_tag is empty; give the tag token, or leave it unset")
+        if not self.separator:
+            raise ValueError("PRM format: step_separator is empty; the score is read at its last token")
+        if self.step_tag is not None and self.step_tag not in self.separator:
+            raise ValueError(
+                f"PRM format: step_tag {self.step_tag!r} is not in step_separator {self.separator!r}; the score is "
+                f"read at the tag, so the separator must write it (e.g. {' ' + self.step_tag + chr(10)!r})"
+            )
+
+    @property
+    def separator(self) -> str:
+        """What follows each step."""
+        if self.step_separator is not None:
+            return self.step_separator
+        return f" {self.step_tag}\n" if self.step_tag else "\n"
 
     def save(self, directory: str | Path) -> None:
         (Path(directory) / FORMAT_FILE).write_text(json.dumps(asdict(self), indent=2))
@@ -53,19 +78,41 @@ class PRMFormat:
 
 
 def encode_steps(tokenizer, prompt: str, segments: Sequence[str], fmt: PRMFormat) -> tuple[list[int], list[int]]:
-    """Token ids of prompt + each segment followed by the separator, and the position read for each segment.
+    """Token ids of prompt + each segment followed by the separator, and the position read for each segment:
+    the token that holds the step tag in the segment's separator, or the separator's last token.
 
-    Segments are tokenized one by one, so positions are exact for any tokenizer (training and scoring agree).
+    The whole text is tokenized once, as the model reads it (a SentencePiece tokenizer adds no space token per
+    step), and positions are found by character offsets; training and scoring share this function.
     """
-    ids = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
-    tag = tokenizer.convert_tokens_to_ids(fmt.step_tag) if fmt.step_tag else None
-    positions = []
+    text, spans = prompt, []
     for segment in segments:
-        piece = tokenizer(segment + fmt.step_separator, add_special_tokens=False)["input_ids"]
-        offset = max((i for i, t in enumerate(piece) if t == tag), default=len(piece) - 1)
-        positions.append(len(ids) + offset)
-        ids += piece
-    return ids, positions
+        text += segment
+        if fmt.step_tag is not None:
+            start = len(text) + fmt.separator.rindex(fmt.step_tag)
+            spans.append((start, start + len(fmt.step_tag)))
+        else:
+            spans.append((len(text) + len(fmt.separator) - 1, len(text) + len(fmt.separator)))
+        text += fmt.separator
+    try:
+        encoded = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
+    except NotImplementedError:
+        raise ValueError("PRM scoring needs a fast tokenizer (character offsets); this one is not") from None
+    offsets = encoded["offset_mapping"]
+    return list(encoded["input_ids"]), [read_position(offsets, span, fmt.step_tag) for span in spans]
+
+
+def read_position(offsets: Sequence[tuple[int, int]], span: tuple[int, int], tag: str | None) -> int:
+    """The token covering the characters `span` (the tag must be exactly one token; else the last one)."""
+    start, end = span
+    covering = [t for t, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
+    if tag is not None and len(covering) != 1:
+        raise ValueError(
+            f"the PRM step tag {tag!r} is {len(covering)} tokens for this tokenizer, not one: "
+            "give the tag the checkpoint was trained with (its token is where the score is read)"
+        )
+    if not covering:
+        raise ValueError(f"no token covers the PRM step separator at characters {start}-{end}")
+    return covering[-1]
 
 
 def token_id(tokenizer, text: str) -> int:
