@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ LOSS_FILE = "loss.jsonl"
 PLOT_FILE = "loss.png"
 ADAPTER_DIR = "adapter"
 CHECKPOINTS = "checkpoints"
+# Logged values that count from the start of a process, so a resumed run logs other ones (TRL does not restore them).
+RUN_LOCAL_METRICS = frozenset({"num_tokens"})
 
 
 @dataclass
@@ -69,6 +72,43 @@ class Job:
         """The identical finished model, if `output_dir` holds one."""
         info = read_info(self.output)
         return TrainResult(self.output, info, trained=False) if info and info.get("key") == self.key else None
+
+
+@contextmanager
+def session(cfg: TrainConfig, progress: bool) -> Iterator[None]:
+    """The run's process settings: torch CPU threads (`log.cpu_threads`) and, without progress, no bars or reports."""
+    before = torch.get_num_threads()
+    if cfg.log.cpu_threads:
+        torch.set_num_threads(cfg.log.cpu_threads)
+    try:
+        with quiet(not progress):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
+def quiet(enabled: bool) -> Iterator[None]:
+    """Silence the progress bars and load reports of datasets and transformers while `enabled`."""
+    if not enabled:
+        yield
+        return
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    data_bars = datasets.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        if data_bars:
+            datasets.enable_progress_bars()
 
 
 def read_info(path: str | Path) -> dict[str, Any] | None:
@@ -211,11 +251,15 @@ def last_checkpoint(job: Job) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def run(job: Job, trainer, tokenizer, extra: dict[str, Any] | None = None, save=None) -> TrainResult:
+def run(job: Job, trainer, tokenizer, progress: bool, extra: dict[str, Any] | None = None, save=None) -> TrainResult:
     """Train (resuming from the work directory's last checkpoint), then save and publish the model.
 
     `save(model, directory)` writes what a loader needs besides the weights (e.g. a reward model's format).
     """
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=last_checkpoint(job))
     final = job.work / "final"
     shutil.rmtree(final, ignore_errors=True)
@@ -263,7 +307,7 @@ def build_info(job: Job, history: list[dict], steps: int, targets: list[str] | N
         "settings": job.settings,
         "lora_target_modules": targets,
         "steps": steps,
-        "final": history[-1] if history else {},
+        "final": {k: v for k, v in (history[-1] if history else {}).items() if k not in RUN_LOCAL_METRICS},
         "versions": {"trl": trl.__version__, "peft": peft.__version__, "transformers": transformers.__version__,
                      "torch": torch.__version__},
         **extra,

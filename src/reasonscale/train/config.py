@@ -78,12 +78,15 @@ class OptimSettings(Section):
 
 
 class LogSettings(Section):
-    """How a run is watched and checkpointed; not part of its identity."""
+    """How a run is watched, checkpointed and scheduled; not part of its identity."""
 
     logging_steps: int = Field(10, ge=1)
     save_steps: int = Field(100, ge=1, description="checkpoint every this many steps (resume point)")
     save_total_limit: int | None = Field(2, ge=1, description="checkpoints kept")
     report_to: list[str] = Field(default_factory=lambda: ["none"], description="TRL/transformers: tensorboard, wandb")
+    cpu_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads while training (tiny models train fastest on 1; default: torch's)"
+    )
 
 
 class TrainConfig(Section):

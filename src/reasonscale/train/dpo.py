@@ -13,7 +13,16 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
-from reasonscale.train.common import TrainResult, load_model, load_tokenizer, plan, run, setup_lora, trainer_args
+from reasonscale.train.common import (
+    TrainResult,
+    load_model,
+    load_tokenizer,
+    plan,
+    run,
+    session,
+    setup_lora,
+    trainer_args,
+)
 from reasonscale.train.config import DPOConfig
 from reasonscale.train.data import load_dataset
 
@@ -31,29 +40,30 @@ def train_dpo(cfg: DPOConfig, progress: bool = True, callbacks: Sequence = ()) -
     from trl import DPOConfig as TRLDPOConfig
     from trl import DPOTrainer
 
-    dataset, fingerprint, examples = load_dataset(cfg.data, ["prompt", "chosen", "rejected"])
-    job = plan("dpo", cfg, fingerprint, examples)
-    if done := job.finished():
-        return done
-    tokenizer = load_tokenizer(cfg)
-    model, peft_config = setup_lora(cfg, load_model(cfg, AutoModelForCausalLM), "CAUSAL_LM")
-    if peft_config is not None:
-        reference, described = None, "base with adapters off"
-    elif isinstance(model, PeftModel):
-        reference, described = None, "frozen copy of the starting adapter"
-    else:
-        reference, described = frozen_copy(model), "frozen copy of the starting model"
-    losses, weights = [cfg.dpo.loss_type], [1.0]
-    if cfg.dpo.nll_weight > 0:
-        losses, weights = losses + ["sft"], weights + [cfg.dpo.nll_weight]
-    args = trainer_args(TRLDPOConfig, job, progress, beta=cfg.dpo.beta, loss_type=losses, loss_weights=weights)
-    trainer = DPOTrainer(
-        model=model,
-        ref_model=reference,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=list(callbacks),
-    )
-    return run(job, trainer, tokenizer, extra={"reference": described})
+    with session(cfg, progress):
+        dataset, fingerprint, examples = load_dataset(cfg.data, ["prompt", "chosen", "rejected"])
+        job = plan("dpo", cfg, fingerprint, examples)
+        if done := job.finished():
+            return done
+        tokenizer = load_tokenizer(cfg)
+        model, peft_config = setup_lora(cfg, load_model(cfg, AutoModelForCausalLM), "CAUSAL_LM")
+        if peft_config is not None:
+            reference, described = None, "base with adapters off"
+        elif isinstance(model, PeftModel):
+            reference, described = None, "frozen copy of the starting adapter"
+        else:
+            reference, described = frozen_copy(model), "frozen copy of the starting model"
+        losses, weights = [cfg.dpo.loss_type], [1.0]
+        if cfg.dpo.nll_weight > 0:
+            losses, weights = losses + ["sft"], weights + [cfg.dpo.nll_weight]
+        args = trainer_args(TRLDPOConfig, job, progress, beta=cfg.dpo.beta, loss_type=losses, loss_weights=weights)
+        trainer = DPOTrainer(
+            model=model,
+            ref_model=reference,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=list(callbacks),
+        )
+        return run(job, trainer, tokenizer, progress, extra={"reference": described})

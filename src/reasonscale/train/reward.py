@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reasonscale.train.common import TrainResult, load_model, load_tokenizer, plan, run, setup_lora, trainer_args
+from reasonscale.train.common import (
+    TrainResult,
+    load_model,
+    load_tokenizer,
+    plan,
+    run,
+    session,
+    setup_lora,
+    trainer_args,
+)
 from reasonscale.train.config import RewardConfig
 from reasonscale.train.data import load_dataset
 from reasonscale.verifiers.reward import RewardFormat
@@ -21,26 +30,27 @@ def train_reward(cfg: RewardConfig, progress: bool = True, callbacks: Sequence =
     from trl import RewardConfig as TRLRewardConfig
     from trl import RewardTrainer
 
-    labelled = cfg.reward.format == "labels"
-    fields = ["prompt", "response", "label"] if labelled else ["prompt", "chosen", "rejected"]
-    dataset, fingerprint, examples = load_dataset(cfg.data, fields, labelled=labelled)
-    job = plan("reward", cfg, fingerprint, examples)
-    if done := job.finished():
-        return done
-    tokenizer = load_tokenizer(cfg)
-    base = load_model(cfg, AutoModelForSequenceClassification, num_labels=1)
-    base.config.pad_token_id = tokenizer.pad_token_id
-    model, peft_config = setup_lora(cfg, base, "SEQ_CLS")
-    args = trainer_args(
-        TRLRewardConfig, job, progress, center_rewards_coefficient=cfg.reward.center_rewards_coefficient
-    )
-    trainer = RewardTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=list(callbacks),
-    )
-    fmt = RewardFormat(chat_template=cfg.data.chat_template)
-    return run(job, trainer, tokenizer, save=fmt.save)
+    with session(cfg, progress):
+        labelled = cfg.reward.format == "labels"
+        fields = ["prompt", "response", "label"] if labelled else ["prompt", "chosen", "rejected"]
+        dataset, fingerprint, examples = load_dataset(cfg.data, fields, labelled=labelled)
+        job = plan("reward", cfg, fingerprint, examples)
+        if done := job.finished():
+            return done
+        tokenizer = load_tokenizer(cfg)
+        base = load_model(cfg, AutoModelForSequenceClassification, num_labels=1)
+        base.config.pad_token_id = tokenizer.pad_token_id
+        model, peft_config = setup_lora(cfg, base, "SEQ_CLS")
+        args = trainer_args(
+            TRLRewardConfig, job, progress, center_rewards_coefficient=cfg.reward.center_rewards_coefficient
+        )
+        trainer = RewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=list(callbacks),
+        )
+        fmt = RewardFormat(chat_template=cfg.data.chat_template)
+        return run(job, trainer, tokenizer, progress, save=fmt.save)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reasonscale.train.common import TrainResult, load_model, load_tokenizer, plan, run, setup_lora, trainer_args
+from reasonscale.train.common import (
+    TrainResult,
+    load_model,
+    load_tokenizer,
+    plan,
+    run,
+    session,
+    setup_lora,
+    trainer_args,
+)
 from reasonscale.train.config import SFTConfig
 from reasonscale.train.data import load_dataset
 
@@ -19,19 +28,20 @@ def train_sft(cfg: SFTConfig, progress: bool = True, callbacks: Sequence = ()) -
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
-    dataset, fingerprint, examples = load_dataset(cfg.data, ["prompt", "completion"])
-    job = plan("sft", cfg, fingerprint, examples)
-    if done := job.finished():
-        return done
-    tokenizer = load_tokenizer(cfg)
-    model, peft_config = setup_lora(cfg, load_model(cfg, AutoModelForCausalLM), "CAUSAL_LM")
-    args = trainer_args(TRLSFTConfig, job, progress, completion_only_loss=True)
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=list(callbacks),
-    )
-    return run(job, trainer, tokenizer)
+    with session(cfg, progress):
+        dataset, fingerprint, examples = load_dataset(cfg.data, ["prompt", "completion"])
+        job = plan("sft", cfg, fingerprint, examples)
+        if done := job.finished():
+            return done
+        tokenizer = load_tokenizer(cfg)
+        model, peft_config = setup_lora(cfg, load_model(cfg, AutoModelForCausalLM), "CAUSAL_LM")
+        args = trainer_args(TRLSFTConfig, job, progress, completion_only_loss=True)
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=list(callbacks),
+        )
+        return run(job, trainer, tokenizer, progress)
