@@ -254,13 +254,21 @@ def last_checkpoint(job: Job) -> str | None:
 def run(job: Job, trainer, tokenizer, progress: bool, extra: dict[str, Any] | None = None, save=None) -> TrainResult:
     """Train (resuming from the work directory's last checkpoint), then save and publish the model.
 
-    `save(model, directory)` writes what a loader needs besides the weights (e.g. a reward model's format).
+    `save(directory)` writes what a loader needs besides the weights (e.g. a reward model's format).
     """
     if not progress:
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=last_checkpoint(job))
+    if trainer.accelerator.is_main_process:  # under `accelerate launch`, one process saves
+        finish(job, trainer, tokenizer, extra or {}, save)
+    trainer.accelerator.wait_for_everyone()
+    return TrainResult(job.output, read_info(job.output) or {}, trained=True)
+
+
+def finish(job: Job, trainer, tokenizer, extra: dict[str, Any], save) -> None:
+    """Assemble the model in the work directory, publish it at `output_dir`, and drop the checkpoints."""
     final = job.work / "final"
     shutil.rmtree(final, ignore_errors=True)
     targets = save_model(trainer.accelerator.unwrap_model(trainer.model), final, job.cfg.lora.merge)
@@ -269,11 +277,10 @@ def run(job: Job, trainer, tokenizer, progress: bool, extra: dict[str, Any] | No
         save(final)
     history = [entry for entry in trainer.state.log_history if "loss" in entry]
     write_curve(history, final)
-    info = build_info(job, history, trainer.state.global_step, targets, extra or {})
+    info = build_info(job, history, trainer.state.global_step, targets, extra)
     (final / INFO_FILE).write_text(json.dumps(info, indent=2))
     publish(final, job.output)
     shutil.rmtree(job.work, ignore_errors=True)
-    return TrainResult(job.output, info, trained=True)
 
 
 def save_model(model, directory: Path, merge: bool) -> list[str] | None:
