@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,8 @@ def sft_data(tmp_path: Path) -> Path:
 
 def test_unknown_key_is_an_error_naming_it(tmp_path: Path, tiny_model_dir: Path, sft_data: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text(f"model: {{path: {tiny_model_dir}}}\ndata: {{path: {sft_data}}}\noutput_dir: o\noptim: {{lerning_rate: 1}}\n")
+    text = f"model: {{path: {tiny_model_dir}}}\ndata: {{path: {sft_data}}}\noutput_dir: o\n"
+    path.write_text(text + "optim: {lerning_rate: 1}\n")
     with pytest.raises(ConfigError, match="optim.lerning_rate.*did you mean 'learning_rate'"):
         load_train_config("sft", path)
     with pytest.raises(ConfigError, match="unknown key 'dpo'"):  # a DPO section in an SFT config
@@ -124,6 +126,8 @@ def test_identical_run_is_skipped_and_a_failed_run_keeps_the_finished_model(
     weights = (out / "model.safetensors").stat().st_mtime_ns
     again = TRAINERS["sft"](make_config("sft", tiny_model_dir, sft_data, out, optim={"max_steps": 2}), progress=False)
     assert not again.trained and again.info["key"] == first.info["key"]
+    moved = shutil.copytree(tiny_model_dir, tmp_path / "elsewhere" / tiny_model_dir.name)  # same model: same run
+    assert not TRAINERS["sft"](make_config("sft", moved, sft_data, out, optim={"max_steps": 2}), progress=False).trained
     assert (out / "model.safetensors").stat().st_mtime_ns == weights
     changed = make_config("sft", tiny_model_dir, sft_data, out, optim={"max_steps": 4}, log={"save_steps": 1})
     with pytest.raises(Killed):
@@ -145,7 +149,8 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path: Path, tiny_model_d
     resumed = TRAINERS["sft"](cfg, progress=False)
     a, b = load_file(whole.path / "model.safetensors"), load_file(resumed.path / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert [(e["step"], e["loss"]) for e in logged(whole.path)] == [(e["step"], e["loss"]) for e in logged(resumed.path)]
+    curve = [(e["step"], e["loss"]) for e in logged(whole.path)]
+    assert curve == [(e["step"], e["loss"]) for e in logged(resumed.path)] and len(curve) == 6
     assert whole.info["final"] == resumed.info["final"]
     base = load_file(tiny_model_dir / "model.safetensors")
     assert not torch.equal(a["model.layers.0.self_attn.q_proj.weight"], base["model.layers.0.self_attn.q_proj.weight"])
@@ -171,7 +176,8 @@ def test_cli_trains_and_reports_bad_input(tmp_path: Path, tiny_model_dir: Path, 
     out = tmp_path / "cli-model"
     path.write_text(f"model: {{path: {tiny_model_dir}}}\ndata: {{path: {sft_data}}}\noutput_dir: {out}\n")
     runner = CliRunner()
-    result = runner.invoke(app, ["train", "sft", str(path), "--set", "optim.max_steps=1", "--set", "log.cpu_threads=1", "--quiet"])
+    overrides = ["--set", "optim.max_steps=1", "--set", "log.cpu_threads=1"]
+    result = runner.invoke(app, ["train", "sft", str(path), *overrides, "--quiet"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / INFO_FILE).read_text())["settings"]["optim"]["max_steps"] == 1
     result = runner.invoke(app, ["train", "dpo", str(path), "--quiet"])  # SFT data has no chosen/rejected

@@ -165,22 +165,31 @@ TrainQuiet = Annotated[bool, typer.Option(help="no progress output")]
 
 
 @train_app.command("sft")
-def train_sft(config: Annotated[Path, typer.Argument(help="training YAML")], set_: TrainOverrides = [],
-              quiet: TrainQuiet = False) -> None:
+def train_sft(
+    config: Annotated[Path, typer.Argument(help="training YAML")],
+    set_: TrainOverrides = [],
+    quiet: TrainQuiet = False,
+) -> None:
     """Supervised fine-tuning on prompt/completion JSONL (loss on completion tokens only)."""
     _train("sft", config, set_, quiet)
 
 
 @train_app.command("dpo")
-def train_dpo(config: Annotated[Path, typer.Argument(help="training YAML")], set_: TrainOverrides = [],
-              quiet: TrainQuiet = False) -> None:
+def train_dpo(
+    config: Annotated[Path, typer.Argument(help="training YAML")],
+    set_: TrainOverrides = [],
+    quiet: TrainQuiet = False,
+) -> None:
     """Direct preference optimisation on prompt/chosen/rejected JSONL."""
     _train("dpo", config, set_, quiet)
 
 
 @train_app.command("reward")
-def train_reward(config: Annotated[Path, typer.Argument(help="training YAML")], set_: TrainOverrides = [],
-                 quiet: TrainQuiet = False) -> None:
+def train_reward(
+    config: Annotated[Path, typer.Argument(help="training YAML")],
+    set_: TrainOverrides = [],
+    quiet: TrainQuiet = False,
+) -> None:
     """A scalar reward model on preference pairs (or labelled responses), usable as an `orm` verifier."""
     _train("reward", config, set_, quiet)
 

@@ -52,8 +52,10 @@ class Job:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """Everything that decides the weights besides base and data (log and output_dir do not)."""
-        return {"method": self.method, "precision": self.precision, **self.cfg.model_dump(exclude={"log", "output_dir"})}
+        """Every setting that decides the weights besides the base's and the data's content (paths, log and
+        output_dir do not)."""
+        where = {"model": {"path", "revision", "adapter"}, "data": {"path"}, "log": True, "output_dir": True}
+        return {"method": self.method, "precision": self.precision, **self.cfg.model_dump(exclude=where)}
 
     @property
     def key(self) -> str:
