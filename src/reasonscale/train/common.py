@@ -264,22 +264,26 @@ def run(job: Job, trainer, tokenizer, progress: bool, extra: dict[str, Any] | No
         trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=last_checkpoint(job))
     if trainer.accelerator.is_main_process:  # under `accelerate launch`, one process saves
-        finish(job, trainer, tokenizer, extra or {}, save)
+        history = [entry for entry in trainer.state.log_history if "loss" in entry]
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        finish(job, model, tokenizer, history, trainer.state.global_step, extra or {}, save)
     trainer.accelerator.wait_for_everyone()
     return TrainResult(job.output, read_info(job.output) or {}, trained=True)
 
 
-def finish(job: Job, trainer, tokenizer, extra: dict[str, Any], save) -> None:
-    """Assemble the model in the work directory, publish it at `output_dir`, and drop the checkpoints."""
+def finish(job: Job, model, tokenizer, history: list[dict], steps: int, extra: dict[str, Any], save=None) -> None:
+    """Assemble the trained model in the work directory, publish it at `output_dir`, drop the checkpoints.
+
+    Trainers with their own loop (the PRM trainer) call this too, with `history` as [{step, loss, ...}].
+    """
     final = job.work / "final"
     shutil.rmtree(final, ignore_errors=True)
-    targets = save_model(trainer.accelerator.unwrap_model(trainer.model), final, job.cfg.lora.merge)
+    targets = save_model(model, final, job.cfg.lora.merge)
     tokenizer.save_pretrained(final)
     if save is not None:
         save(final)
-    history = [entry for entry in trainer.state.log_history if "loss" in entry]
     write_curve(history, final)
-    info = build_info(job, history, trainer.state.global_step, targets, extra)
+    info = build_info(job, history, steps, targets, extra)
     (final / INFO_FILE).write_text(json.dumps(info, indent=2))
     publish(final, job.output)
     shutil.rmtree(job.work, ignore_errors=True)
