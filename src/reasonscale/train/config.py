@@ -102,9 +102,16 @@ class SFTConfig(TrainConfig):
     """Supervised fine-tuning on prompt + completion; the loss covers completion tokens only."""
 
 
+# TRL 1.16's DPO losses (it checks the name only at the first step, so we check it here); `sft` is `nll_weight`.
+DPOLoss = Literal[
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+    "apo_zero", "apo_down", "discopop", "sigmoid_norm",
+]
+
+
 class DPOSettings(Section):
     beta: float = Field(0.1, gt=0)
-    loss_type: str = Field("sigmoid", description="TRL DPO loss: sigmoid, ipo, hinge, robust, apo_zero...")
+    loss_type: DPOLoss = Field("sigmoid", description="TRL's DPO loss")
     nll_weight: float = Field(
         0.0, ge=0, description="RPO: weight of a length-normalised NLL term on chosen responses (0: off)"
     )

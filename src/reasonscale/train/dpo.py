@@ -45,6 +45,10 @@ def train_dpo(cfg: DPOConfig, progress: bool = True, callbacks: Sequence = ()) -
         job = plan("dpo", cfg, fingerprint, examples)
         if done := job.finished():
             return done
+        losses, weights = [cfg.dpo.loss_type], [1.0]
+        if cfg.dpo.nll_weight > 0:
+            losses, weights = losses + ["sft"], weights + [cfg.dpo.nll_weight]
+        args = trainer_args(TRLDPOConfig, job, progress, beta=cfg.dpo.beta, loss_type=losses, loss_weights=weights)
         tokenizer = load_tokenizer(cfg)
         model, peft_config = setup_lora(cfg, load_model(cfg, AutoModelForCausalLM), "CAUSAL_LM")
         if peft_config is not None:
@@ -53,10 +57,6 @@ def train_dpo(cfg: DPOConfig, progress: bool = True, callbacks: Sequence = ()) -
             reference, described = None, "frozen copy of the starting adapter"
         else:
             reference, described = frozen_copy(model), "frozen copy of the starting model"
-        losses, weights = [cfg.dpo.loss_type], [1.0]
-        if cfg.dpo.nll_weight > 0:
-            losses, weights = losses + ["sft"], weights + [cfg.dpo.nll_weight]
-        args = trainer_args(TRLDPOConfig, job, progress, beta=cfg.dpo.beta, loss_type=losses, loss_weights=weights)
         trainer = DPOTrainer(
             model=model,
             ref_model=reference,

@@ -37,13 +37,13 @@ def train_reward(cfg: RewardConfig, progress: bool = True, callbacks: Sequence =
         job = plan("reward", cfg, fingerprint, examples)
         if done := job.finished():
             return done
+        args = trainer_args(  # checked before models load
+            TRLRewardConfig, job, progress, center_rewards_coefficient=cfg.reward.center_rewards_coefficient
+        )
         tokenizer = load_tokenizer(cfg)
         base = load_model(cfg, AutoModelForSequenceClassification, num_labels=1)
         base.config.pad_token_id = tokenizer.pad_token_id
         model, peft_config = setup_lora(cfg, base, "SEQ_CLS")
-        args = trainer_args(
-            TRLRewardConfig, job, progress, center_rewards_coefficient=cfg.reward.center_rewards_coefficient
-        )
         trainer = RewardTrainer(
             model=model,
             args=args,

@@ -33,9 +33,9 @@ def train_sft(cfg: SFTConfig, progress: bool = True, callbacks: Sequence = ()) -
         job = plan("sft", cfg, fingerprint, examples)
         if done := job.finished():
             return done
+        args = trainer_args(TRLSFTConfig, job, progress, completion_only_loss=True)  # checked before models load
         tokenizer = load_tokenizer(cfg)
         model, peft_config = setup_lora(cfg, load_model(cfg, AutoModelForCausalLM), "CAUSAL_LM")
-        args = trainer_args(TRLSFTConfig, job, progress, completion_only_loss=True)
         trainer = SFTTrainer(
             model=model,
             args=args,
