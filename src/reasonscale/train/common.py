@@ -283,6 +283,8 @@ def finish(job: Job, model, tokenizer, history: list[dict], steps: int, extra: d
     if save is not None:
         save(final)
     write_curve(history, final)
+    if (logs := job.work / CHECKPOINTS / "runs").is_dir():  # TensorBoard's default log directory
+        shutil.move(logs, final / "runs")
     info = build_info(job, history, steps, targets, extra)
     (final / INFO_FILE).write_text(json.dumps(info, indent=2))
     publish(final, job.output)
