@@ -115,6 +115,11 @@ def test_bad_data_and_base_are_one_clear_error(tmp_path: Path, tiny_model_dir: P
     with pytest.raises(ValueError, match="target_modules: qkv not in LlamaForCausalLM.*q_proj"):
         TRAINERS["sft"](absent, progress=False)
     assert not (tmp_path / "o").exists()
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds something other than a trained model"):
+        TRAINERS["sft"](make_config("sft", tiny_model_dir, data, tmp_path / "o"), progress=False)
+    assert (tmp_path / "o" / "notes.txt").read_text() == "mine"
 
 
 def test_identical_run_is_skipped_and_a_failed_run_keeps_the_finished_model(

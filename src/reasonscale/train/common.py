@@ -131,6 +131,9 @@ def plan(method: str, cfg: TrainConfig, data_fingerprint: str, examples: int) ->
         adapter = model_identity(cfg.model.adapter) if cfg.model.adapter else None
     except (FileNotFoundError, ValueError) as error:
         raise FileNotFoundError(f"model: {error}") from None
+    output = Path(cfg.output_dir)
+    if output.is_file() or (output.is_dir() and any(output.iterdir()) and read_info(output) is None):
+        raise ValueError(f"output_dir {output} holds something other than a trained model; it is never replaced")
     return Job(method, cfg, base, adapter, data_fingerprint, examples, resolve_precision(cfg.optim.precision))
 
 
