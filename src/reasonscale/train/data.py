@@ -48,6 +48,8 @@ def _record(line: str, names: dict[str, str], where: str) -> Record:
     wrong = [column for field, column in names.items() if field != "label" and not isinstance(item[column], str)]
     if wrong:
         raise ValueError(f"{where}: field {', '.join(repr(w) for w in wrong)} must be a string")
+    if "label" in names and not isinstance(item[names["label"]], (bool, int, float)):
+        raise ValueError(f"{where}: field '{names['label']}' must be a number or true/false")
     return {field: item[column] for field, column in names.items()}
 
 
@@ -59,11 +61,11 @@ def fingerprint(records: list[Record]) -> str:
 def pairs_from_labels(records: list[Record]) -> list[Record]:
     """Preference pairs from labelled responses: every good response of a prompt against every bad one.
 
-    Labels are truthy/falsy (1/0, true/false); prompts with only good or only bad responses give no pairs.
+    A label above 0.5 (1, true) marks a good response; prompts with only good or only bad responses give no pairs.
     """
     groups: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
     for r in records:
-        groups[r["prompt"]][0 if r["label"] else 1].append(r["response"])
+        groups[r["prompt"]][0 if r["label"] > 0.5 else 1].append(r["response"])
     pairs = [
         {"prompt": prompt, "chosen": good, "rejected": bad}
         for prompt, (goods, bads) in groups.items()
@@ -84,7 +86,7 @@ def as_chat(records: list[Record]) -> list[Record]:
     return out
 
 
-def load_dataset(data: DataSettings, required: list[str], labelled: bool = False) -> tuple[Any, str, int]:
+def build_dataset(data: DataSettings, required: list[str], labelled: bool = False) -> tuple[Any, str, int]:
     """The `datasets.Dataset` a TRL trainer takes, the data fingerprint and the number of examples."""
     from datasets import Dataset
 

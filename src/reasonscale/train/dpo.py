@@ -24,7 +24,7 @@ from reasonscale.train.common import (
     trainer_args,
 )
 from reasonscale.train.config import DPOConfig
-from reasonscale.train.data import load_dataset
+from reasonscale.train.data import build_dataset
 
 
 def frozen_copy(model):
@@ -41,7 +41,7 @@ def train_dpo(cfg: DPOConfig, progress: bool = True, callbacks: Sequence = ()) -
     from trl import DPOTrainer
 
     with session(cfg, progress):
-        dataset, fingerprint, examples = load_dataset(cfg.data, ["prompt", "chosen", "rejected"])
+        dataset, fingerprint, examples = build_dataset(cfg.data, ["prompt", "chosen", "rejected"])
         job = plan("dpo", cfg, fingerprint, examples)
         if done := job.finished():
             return done

@@ -20,7 +20,7 @@ from reasonscale.train.common import (
     trainer_args,
 )
 from reasonscale.train.config import RewardConfig
-from reasonscale.train.data import load_dataset
+from reasonscale.train.data import build_dataset
 from reasonscale.verifiers.reward import RewardFormat
 
 
@@ -33,7 +33,7 @@ def train_reward(cfg: RewardConfig, progress: bool = True, callbacks: Sequence =
     with session(cfg, progress):
         labelled = cfg.reward.format == "labels"
         fields = ["prompt", "response", "label"] if labelled else ["prompt", "chosen", "rejected"]
-        dataset, fingerprint, examples = load_dataset(cfg.data, fields, labelled=labelled)
+        dataset, fingerprint, examples = build_dataset(cfg.data, fields, labelled=labelled)
         job = plan("reward", cfg, fingerprint, examples)
         if done := job.finished():
             return done

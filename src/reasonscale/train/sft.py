@@ -15,7 +15,7 @@ from reasonscale.train.common import (
     trainer_args,
 )
 from reasonscale.train.config import SFTConfig
-from reasonscale.train.data import load_dataset
+from reasonscale.train.data import build_dataset
 
 
 def train_sft(cfg: SFTConfig, progress: bool = True, callbacks: Sequence = ()) -> TrainResult:
@@ -29,7 +29,7 @@ def train_sft(cfg: SFTConfig, progress: bool = True, callbacks: Sequence = ()) -
     from trl import SFTTrainer
 
     with session(cfg, progress):
-        dataset, fingerprint, examples = load_dataset(cfg.data, ["prompt", "completion"])
+        dataset, fingerprint, examples = build_dataset(cfg.data, ["prompt", "completion"])
         job = plan("sft", cfg, fingerprint, examples)
         if done := job.finished():
             return done
