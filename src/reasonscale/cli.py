@@ -159,6 +159,53 @@ def lab_search(
     Console().print(results_table(summary))
 
 
+train_app = typer.Typer(help="Fine-tune models over TRL + PEFT: SFT, DPO and reward models, one config for all.")
+app.add_typer(train_app, name="train")
+
+
+def _train(method: str, config: Path, overrides: list[str], quiet: bool) -> None:
+    from reasonscale.train import TRAINERS, load_train_config
+
+    cfg = run_safely(load_train_config, method, config, overrides)
+    result = run_safely(TRAINERS[method], cfg, progress=not quiet)
+    final = {k: v for k, v in result.info.get("final", {}).items() if k in ("step", "loss")}
+    console.print(f"model {'trained' if result.trained else 'reused (identical run)'}: {result.path} {final}")
+
+
+TrainOverrides = Annotated[list[str], typer.Option("--set", help="override, e.g. --set optim.max_steps=100")]
+TrainQuiet = Annotated[bool, typer.Option(help="no progress output")]
+
+
+@train_app.command("sft")
+def train_sft(
+    config: Annotated[Path, typer.Argument(help="training YAML")],
+    set_: TrainOverrides = [],
+    quiet: TrainQuiet = False,
+) -> None:
+    """Supervised fine-tuning on prompt/completion JSONL (loss on completion tokens only)."""
+    _train("sft", config, set_, quiet)
+
+
+@train_app.command("dpo")
+def train_dpo(
+    config: Annotated[Path, typer.Argument(help="training YAML")],
+    set_: TrainOverrides = [],
+    quiet: TrainQuiet = False,
+) -> None:
+    """Direct preference optimisation on prompt/chosen/rejected JSONL."""
+    _train("dpo", config, set_, quiet)
+
+
+@train_app.command("reward")
+def train_reward(
+    config: Annotated[Path, typer.Argument(help="training YAML")],
+    set_: TrainOverrides = [],
+    quiet: TrainQuiet = False,
+) -> None:
+    """A scalar reward model on preference pairs (or labelled responses), usable as an `orm` verifier."""
+    _train("reward", config, set_, quiet)
+
+
 @app.command()
 def serve(
     model: Annotated[str, typer.Argument(help="model directory or Hugging Face id")],

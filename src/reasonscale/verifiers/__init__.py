@@ -25,6 +25,10 @@ def build_verifier(name: str, task: Task, path: str | None = None, options: dict
             raise ValueError(f"verifier '{kind}' needs a model path: write '{kind}:PATH' or set verifier_path")
         from reasonscale.verifiers.orm import ORMVerifier
         from reasonscale.verifiers.prm import PRMVerifier
+        from reasonscale.verifiers.reward import RewardModelVerifier, is_reward_model
+
+        if kind == "orm" and is_reward_model(path):  # a scalar reward model from `reasonscale train reward`
+            return RewardModelVerifier(path, task, **(options or {}))
 
         return (PRMVerifier if kind == "prm" else ORMVerifier)(path, task, **(options or {}))
     raise ValueError(f"unknown verifier '{name}': available: oracle (lab task), prm:PATH, orm:PATH")
