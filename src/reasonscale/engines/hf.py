@@ -195,8 +195,10 @@ class HFEngine(Engine):
         self._eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=self.device)
         plain_layers = all(type(layer) is DynamicLayer for layer in self._new_cache().layers)
         self.prefix_cache = PrefixCache(prefix_cache_bytes if plain_layers else 0)
-        keeps = "logits_to_keep" in inspect.signature(self.model.forward).parameters
-        self._last_logits = {"logits_to_keep": 1} if keeps else {}
+        accepts = inspect.signature(self.model.forward).parameters
+        self._last_logits = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}
+        # transformers 5 names the cache argument `cache` (`past_key_values` is deprecated, removed in 5.40)
+        self._cache_arg = "cache" if "cache" in accepts else "past_key_values"
         self._stop_tables: dict[tuple[str, ...], torch.Tensor] = {}
         self.encoded_tokens = 0  # prompt tokens run through the model (each distinct prompt once, cached part not)
 
@@ -283,15 +285,15 @@ class HFEngine(Engine):
             input_ids=ids.to(self.device),
             attention_mask=mask,
             position_ids=positions[:, start:],
-            past_key_values=cache,
             use_cache=True,
+            **{self._cache_arg: cache},
             **self._last_logits,
         )
         index = torch.tensor(rows, device=self.device)
-        select_rows(out.past_key_values, index)
+        select_rows(cache, index)  # the model filled `cache` in place
         which = torch.arange(len(rows), device=self.device)
         live = torch.ones(len(rows), dtype=torch.bool, device=self.device)
-        return Rows(which, live, out.past_key_values, mask[index], out.logits[index, -1].float())
+        return Rows(which, live, cache, mask[index], out.logits[index, -1].float())
 
     def _cached_columns(self, prompts: list[list[int]], found: list[tuple[int, KV | None]], start: int) -> KV:
         """Per layer, keys and values of the batch's first `start` columns, copied from the prefix cache."""
@@ -359,8 +361,8 @@ class HFEngine(Engine):
             input_ids=tokens[:, None],
             attention_mask=rows.mask,
             position_ids=positions,
-            past_key_values=rows.cache,
             use_cache=True,
+            **{self._cache_arg: rows.cache},
         )
         rows.logits = out.logits[:, -1].float()
 
