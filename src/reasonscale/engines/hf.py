@@ -146,6 +146,16 @@ def select_rows(cache: DynamicCache, index: torch.Tensor) -> None:
             layer.batch_select_indices(index)
 
 
+def context_length(config) -> int | None:
+    """The longest sequence (prompt + completion) the model was built for, when its config says."""
+    text = config.get_text_config()
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(text, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
@@ -190,6 +200,7 @@ class HFEngine(Engine):
         self.max_batch_size = max_batch_size
         self.model_id = f"{weights}:{str(self.model.dtype).removeprefix('torch.')}"
         self.num_parameters = self.model.num_parameters(exclude_embeddings=True)
+        self.context_length = context_length(self.model.config)
         eos = self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self._eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=self.device)
