@@ -1,4 +1,4 @@
-"""`reasonscale serve` limits: every bad request gets a 4xx at once, and the good request after it is served promptly."""
+"""`reasonscale serve` limits: each bad request gets a 4xx at once, and the good request after it is served promptly."""
 
 from __future__ import annotations
 
@@ -36,12 +36,12 @@ def good_request(url: str, **headers: str | bytes) -> httpx.Response:
 
 BAD = {  # name: (path, JSON body, status, words the error message must contain)
     "prompt over the context": ("completions", {"prompt": "a" * 80}, 400, "maximum context length is 64"),
-    "prompt + max_tokens over the context": ("completions", {"prompt": "a" * 40, "max_tokens": 30}, 400, "71 tokens"),
+    "prompt + max_tokens over the context": ("completions", {"prompt": "a" * 40, "max_tokens": 30}, 400, "71 tok"),
     "one of several prompts too long": ("completions", {"prompt": ["a", "b" * 70], "max_tokens": 1}, 400, "context"),
     "absurd max_tokens": ("completions", {"prompt": "x", "max_tokens": 10**12}, 400, "maximum context length"),
     "max_tokens as a large float": ("completions", {"prompt": "x", "max_tokens": 2.5e8}, 400, "maximum context"),
     "max_tokens 0": ("completions", {"prompt": "x", "max_tokens": 0}, 400, "max_tokens"),
-    "chat over the context": ("chat/completions", {"messages": [{"role": "user", "content": "a" * 70}]}, 400, "context"),
+    "chat over the context": ("chat/completions", {"messages": [{"role": "user", "content": "a" * 70}]}, 400, "64"),
     "temperature 5": ("completions", {"prompt": "x", "temperature": 5}, 400, "temperature"),
     "negative temperature": ("completions", {"prompt": "x", "temperature": -1}, 400, "temperature"),
     "logprobs": ("completions", {"prompt": "x", "logprobs": 2}, 400, "'logprobs' is not supported"),
@@ -72,6 +72,16 @@ def test_a_bad_request_gets_a_4xx_and_the_next_is_served(limited, case):
     assert bad.status_code == status, bad.text
     assert words in bad.json()["error"]["message"]
     good_request(limited.url)
+
+
+def test_a_huge_prompt_is_refused_without_running_the_model(server):
+    """The default limits: the model's context (512) and a 1 MiB body. 200k characters fit the body, not the context."""
+    start = time.monotonic()
+    bad = httpx.post(f"{server.url}/completions", json={"prompt": "a" * 200_000}, timeout=PROMPTLY)
+    assert bad.status_code == 400 and "maximum context length is 512" in bad.json()["error"]["message"]
+    assert time.monotonic() - start < PROMPTLY
+    assert httpx.post(f"{server.url}/completions", json={"prompt": "a" * (2 << 20)}).status_code == 413
+    good_request(server.url)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +126,8 @@ def test_max_model_len_cannot_exceed_the_models_context(engine):
 def test_chat_content_as_text_parts(limited, engine):
     parts = [{"type": "text", "text": "first"}, {"type": "text", "text": "second"}]
     body = {"model": "tiny", "max_tokens": 6, "temperature": 0}
-    made = httpx.post(f"{limited.url}/chat/completions", json={**body, "messages": [{"role": "user", "content": parts}]})
+    as_parts = {**body, "messages": [{"role": "user", "content": parts}]}
+    made = httpx.post(f"{limited.url}/chat/completions", json=as_parts)
     plain = httpx.post(
         f"{limited.url}/chat/completions", json={**body, "messages": [{"role": "user", "content": "first\nsecond"}]}
     )

@@ -28,8 +28,10 @@ def test_completions_n_seed_and_usage(client, engine):
     made = client.completions.create(
         model="tiny", prompt="Q: 1+2=", n=3, seed=11, temperature=0.9, top_p=0.95, max_tokens=10
     )
-    expected = engine.complete_seeded(["Q: 1+2="] * 3, [11, 12, 13], SamplingParams(temperature=0.9, top_p=0.95, max_tokens=10))
-    assert [c.text for c in made.choices] == [c.text for c in expected] and [c.index for c in made.choices] == [0, 1, 2]
+    params = SamplingParams(temperature=0.9, top_p=0.95, max_tokens=10)
+    expected = engine.complete_seeded(["Q: 1+2="] * 3, [11, 12, 13], params)
+    assert [c.text for c in made.choices] == [c.text for c in expected]
+    assert [c.index for c in made.choices] == [0, 1, 2]
     assert [c.finish_reason for c in made.choices] == [c.finish_reason for c in expected]
     assert made.usage.prompt_tokens == len("Q: 1+2=") + 1
     assert made.usage.completion_tokens == sum(c.completion_tokens for c in expected)

@@ -157,7 +157,9 @@ def serve(
     model_name: Annotated[str | None, typer.Option(help="name clients use (default: the model fingerprint; the path also works)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda...")] = "auto",
     max_batch_size: Annotated[int, typer.Option(help="rows per generate call")] = 64,
-    max_model_len: Annotated[int | None, typer.Option(help="prompt + completion tokens a request may use (default: the model's context)")] = None,
+    max_model_len: Annotated[
+        int | None, typer.Option(help="prompt + completion tokens per request (default: the model's context)")
+    ] = None,
     max_body_bytes: Annotated[int, typer.Option(help="largest request body accepted")] = 1 << 20,
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (completions, chat completions, models)."""

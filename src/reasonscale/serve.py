@@ -122,6 +122,7 @@ def create_app(
     names = {name, root or name}
     context = model_context(engine, limits.max_model_len)
     batcher = Batcher(engine, limits.slice_rows or engine.max_batch_size)
+    engine.token_ids([""])  # settles the tokenizer's padding state, so that concurrent calls only read it
     faults = float(os.environ.get(FAULT_RATE_ENV, "0")) if fault_rate is None else fault_rate
     chaos = random.Random()
     expected = f"Bearer {token}".encode() if token else b""
@@ -163,26 +164,32 @@ def create_app(
             return error_response(400, f"{rows} choices (prompts x n) asked; at most {limits.max_choices} per request")
         return None
 
-    async def prompt_lengths(prompts: list[str]) -> list[int]:
-        """Token counts, in a thread: a long prompt does not hold up the requests behind it."""
-        return [len(ids) for ids in await asyncio.to_thread(engine.token_ids, prompts)]
-
     async def generate(
-        prompts: list[str], lengths: list[int], n: int, max_tokens: int | None, body: SamplingFields
+        body: SamplingFields, prompts: list[str], max_tokens: int | None
     ) -> list[Completion] | JSONResponse:
-        """The n choices of each prompt, choice k * n + j from noise stream j; 400 if one does not fit the context."""
-        if (problem := context_error(context, max(lengths), max_tokens)) is not None:
+        """The n choices of each prompt, choice k * n + j from noise stream j; 400 if one does not fit the context.
+
+        Prompts are tokenized in a thread, so that a long one does not hold up the requests behind it.
+        """
+        longest = max(map(len, await asyncio.to_thread(engine.token_ids, prompts)))
+        if (problem := context_error(context, longest, max_tokens)) is not None:
             return error_response(400, problem)
-        params = body.sampling(max_tokens or context - max(lengths))  # no max_tokens: the rest, as vLLM does
+        params = body.sampling(max_tokens or context - longest)  # no max_tokens: the rest, as vLLM does
         seeds = [s for _ in prompts for s in body.choice_seeds()]
         try:
-            return await batcher.submit([p for p in prompts for _ in range(n)], seeds, params)
+            return await batcher.submit([p for p in prompts for _ in range(body.n)], seeds, params)
         except GenerationError as error:
             return error_response(500, f"generation failed: {error}", "server_error")
 
     def card() -> dict[str, Any]:
-        return {"id": name, "object": "model", "owned_by": "reasonscale", "root": root or name,
-                "max_model_len": context, "num_parameters": engine.num_parameters}
+        return {
+            "id": name,
+            "object": "model",
+            "owned_by": "reasonscale",
+            "root": root or name,
+            "max_model_len": context,
+            "num_parameters": engine.num_parameters,
+        }
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -199,7 +206,7 @@ def create_app(
         prompts = body.prompts()
         if (refused := refusal(body, len(prompts) * body.n)) is not None:
             return refused
-        made = await generate(prompts, await prompt_lengths(prompts), body.n, body.max_tokens, body)
+        made = await generate(body, prompts, body.max_tokens)
         return made if isinstance(made, JSONResponse) else completions_body(name, made, body.n)
 
     @app.post("/v1/chat/completions")
@@ -210,8 +217,7 @@ def create_app(
             prompt = engine.render_chat([m.text() for m in body.messages])
         except (ValueError, TemplateError) as error:  # no chat template, or one that refuses these messages
             return error_response(400, f"cannot render this chat: {error}; use /v1/completions")
-        max_tokens = body.max_completion_tokens or body.max_tokens
-        made = await generate([prompt], await prompt_lengths([prompt]), body.n, max_tokens, body)
+        made = await generate(body, [prompt], body.max_completion_tokens or body.max_tokens)
         return made if isinstance(made, JSONResponse) else chat_body(name, made)
 
     return app
