@@ -51,9 +51,11 @@ class Batcher:
     async def submit(self, prompts: list[str], seeds: list[int], params: SamplingParams) -> list[Completion]:
         """Completions of `prompts` (row k sampled from noise stream `seeds[k]`), once all their slices have run."""
         loop = asyncio.get_running_loop()
-        cuts = range(0, len(prompts), self.slice_rows)
-        slices = [Job(prompts[i : i + self.slice_rows], seeds[i : i + self.slice_rows], params, loop.create_future())
-                  for i in cuts]
+        cut = self.slice_rows
+        slices = [
+            Job(prompts[i : i + cut], seeds[i : i + cut], params, loop.create_future())
+            for i in range(0, len(prompts), cut)
+        ]
         self.waiting.append(deque(slices))
         self.arrived.set()
         try:
