@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -206,3 +207,11 @@ def test_logits_match_a_full_encoding_after_a_cached_prefix_or_a_decoded_token(t
         uncached._advance(stepped, torch.tensor([ids[-1] for ids in longer]))
     assert cached.encoded_tokens - encoded < sum(map(len, longer)) // 2
     assert torch.allclose(reused, full, atol=1e-5) and torch.allclose(stepped.logits, full, atol=1e-5)
+
+
+def test_the_engine_uses_the_current_cache_api(engine):
+    """No deprecated argument reaches the model (transformers removes `past_key_values` in 5.40)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        made = engine.generate(["Q: 1+2=", "x"], SamplingParams(n=2, temperature=1.0, max_tokens=6, seed=1))
+    assert all(c.completion_tokens > 0 for row in made for c in row)

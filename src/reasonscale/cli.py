@@ -216,6 +216,10 @@ def serve(
     model_name: Annotated[str | None, typer.Option(help="name clients use (default: the model fingerprint; the path also works)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda...")] = "auto",
     max_batch_size: Annotated[int, typer.Option(help="rows per generate call")] = 64,
+    max_model_len: Annotated[
+        int | None, typer.Option(help="prompt + completion tokens per request (default: the model's context)")
+    ] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="largest request body accepted")] = 1 << 20,
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (completions, chat completions, models)."""
     import os
@@ -237,6 +241,8 @@ def serve(
         model_name=model_name,
         device=device,
         max_batch_size=max_batch_size,
+        max_model_len=max_model_len,
+        max_body_bytes=max_body_bytes,
     )
 
 

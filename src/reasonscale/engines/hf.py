@@ -146,6 +146,16 @@ def select_rows(cache: DynamicCache, index: torch.Tensor) -> None:
             layer.batch_select_indices(index)
 
 
+def context_length(config) -> int | None:
+    """The longest sequence (prompt + completion) the model was built for, when its config says."""
+    text = config.get_text_config()
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(text, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
@@ -190,13 +200,16 @@ class HFEngine(Engine):
         self.max_batch_size = max_batch_size
         self.model_id = f"{weights}:{str(self.model.dtype).removeprefix('torch.')}"
         self.num_parameters = self.model.num_parameters(exclude_embeddings=True)
+        self.context_length = context_length(self.model.config)
         eos = self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self._eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=self.device)
         plain_layers = all(type(layer) is DynamicLayer for layer in self._new_cache().layers)
         self.prefix_cache = PrefixCache(prefix_cache_bytes if plain_layers else 0)
-        keeps = "logits_to_keep" in inspect.signature(self.model.forward).parameters
-        self._last_logits = {"logits_to_keep": 1} if keeps else {}
+        accepts = inspect.signature(self.model.forward).parameters
+        self._last_logits = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}
+        # transformers 5 names the cache argument `cache` (`past_key_values` is deprecated, removed in 5.40)
+        self._cache_arg = "cache" if "cache" in accepts else "past_key_values"
         self._stop_tables: dict[tuple[str, ...], torch.Tensor] = {}
         self.encoded_tokens = 0  # prompt tokens run through the model (each distinct prompt once, cached part not)
 
@@ -283,15 +296,15 @@ class HFEngine(Engine):
             input_ids=ids.to(self.device),
             attention_mask=mask,
             position_ids=positions[:, start:],
-            past_key_values=cache,
             use_cache=True,
+            **{self._cache_arg: cache},
             **self._last_logits,
         )
         index = torch.tensor(rows, device=self.device)
-        select_rows(out.past_key_values, index)
+        select_rows(cache, index)  # the model filled `cache` in place
         which = torch.arange(len(rows), device=self.device)
         live = torch.ones(len(rows), dtype=torch.bool, device=self.device)
-        return Rows(which, live, out.past_key_values, mask[index], out.logits[index, -1].float())
+        return Rows(which, live, cache, mask[index], out.logits[index, -1].float())
 
     def _cached_columns(self, prompts: list[list[int]], found: list[tuple[int, KV | None]], start: int) -> KV:
         """Per layer, keys and values of the batch's first `start` columns, copied from the prefix cache."""
@@ -359,8 +372,8 @@ class HFEngine(Engine):
             input_ids=tokens[:, None],
             attention_mask=rows.mask,
             position_ids=positions,
-            past_key_values=rows.cache,
             use_cache=True,
+            **{self._cache_arg: rows.cache},
         )
         rows.logits = out.logits[:, -1].float()
 
