@@ -121,7 +121,8 @@ def strategies(cfg: SearchExperimentConfig, prm_path: str) -> list[StrategyConfi
         path = prm_path if verifier == "prm" else None
         for name in cfg.strategies:
             if name != "majority":
-                out.append(StrategyConfig(name=name, verifier=verifier, verifier_path=path, **common, **search))
+                step = {k: v for k, v in search.items() if k in StrategyConfig.section_for({"name": name}).model_fields}
+                out.append(StrategyConfig(name=name, verifier=verifier, verifier_path=path, **common, **step))
     return out
 
 
@@ -213,7 +214,7 @@ def run_search_experiment(
     )
     summary = run_evaluation(run_cfg, show_progress=show_progress)
     records = [json.loads(line) for line in (out / "eval" / "results.jsonl").read_text().splitlines()]
-    prm_key = next((verifier_key(s) for s in run_cfg.strategies if s.verifier == "prm"), None)
+    prm_key = next((verifier_key(s) for s in run_cfg.strategies if getattr(s, "verifier", None) == "prm"), None)
     summary["prm"] = prm_metrics(cfg, examples, records, training, prm_key)
     (out / "eval" / "summary.json").write_text(json.dumps(summary, indent=2))
     append_prm_section(out / "eval" / "report.md", summary)
