@@ -182,9 +182,7 @@ class VerifiedStrategyConfig(StrategyConfig):
         return f"{self.name}[{suffix}]"
 
     def short(self, field: str, value: Any) -> str:
-        if field == "verifier_path":
-            return f"{self.verifier}:{value}"
-        return super().short(field, value)
+        return str(value) if field == "verifier_path" else super().short(field, value)
 
 
 class StepSearchConfig(VerifiedStrategyConfig):
@@ -261,14 +259,11 @@ def _section_at(model: type[BaseModel], path: tuple[Any, ...], data: Any) -> typ
     current: Any = model
     for part in path:
         data = _child(data, part)
-        if isinstance(part, int):
-            continue
-        field = current.model_fields.get(part) if isinstance(current, type) else None
-        if field is None:
-            return None
-        current = _model_in(field.annotation)
-        if current is None:
-            return None
+        if not isinstance(part, int):
+            field = current.model_fields.get(part)
+            current = None if field is None else _model_in(field.annotation)
+            if current is None:
+                return None
         if isinstance(data, dict) and hasattr(current, "section_for"):
             current = current.section_for(data)
     return current
