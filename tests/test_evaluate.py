@@ -150,7 +150,7 @@ def test_records_hold_structured_strategies_and_costs(setup):
     assert [p["budget"] for p in curves["majority"]["points"]] == [1, 2, 4, 8]
     assert summary["usage"]["generated_tokens"] == 3 * 9 * 3 and summary["usage"]["model_calls"] == 27
     report = open(f"{setup.output_dir}/report.md").read()
-    assert "| majority | 8 | 8 |" in report and "FLOPs" in report
+    assert "| majority@8 | 8 |" in report and "FLOPs" in report
     assert os.path.getsize(f"{setup.output_dir}/accuracy.png") > 1000
 
 

@@ -72,18 +72,18 @@ def flops_text(value: float) -> str:
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
-    """Accuracy per level and the compute per problem of every strategy at every budget: N, its generation budget,
+    """Accuracy per level and the compute per problem of every strategy at every budget N: its generation budget,
     generated tokens, billed tokens (prompts re-sent by step-wise search count again there) and FLOPs (prompt
     tokens only where the engine recomputes them, verifier FLOPs included)."""
     levels = list(summary["problems_by_level"])
-    columns = ["strategy", "N", "generation budget", "all", *(f"level {lvl}" for lvl in levels)]
+    columns = ["strategy@N", "generation budget", "all", *(f"level {lvl}" for lvl in levels)]
     columns += ["generated tokens", "billed tokens", "FLOPs"]
     rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for curve in summary["strategies"]:
         for p in curve["points"]:
             accuracy = [p["accuracy"], *(p["accuracy_by_level"].get(lvl, float("nan")) for lvl in levels)]
             cost = p["cost"]
-            cells = [curve["label"], str(p["budget"]), f"{p['generation_budget']:g}", *(f"{v:.3f}" for v in accuracy)]
+            cells = [f"{curve['label']}@{p['budget']}", f"{p['generation_budget']:g}", *(f"{v:.3f}" for v in accuracy)]
             cells += [f"{cost['generated_tokens']:.0f}", f"{cost['tokens']:.0f}", flops_text(cost["flops"])]
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
