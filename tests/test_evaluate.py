@@ -64,14 +64,14 @@ class FirstSevenVerifier(Verifier):
 
 
 class CostedVerifier(FirstSevenVerifier):
-    """Like FirstSevenVerifier, but an item costs one token per character of its solution, 100 FLOPs each."""
+    """Like FirstSevenVerifier, but an item costs as many tokens as its answer's value, 100 FLOPs each."""
 
     def score_items(self, problems, step_lists):
         from reasonscale.types import Usage
 
         costs = []
         for steps in step_lists:
-            tokens = sum(len(s) for s in steps)
+            tokens = int(steps[-1].split()[-1])
             costs.append(Usage(verifier_calls=1, verifier_tokens=tokens, flops=100.0 * tokens, verifier_flops=100.0 * tokens))
         for cost in costs:
             self.usage += cost
@@ -168,7 +168,7 @@ def test_each_candidate_pays_its_own_verifier_cost(setup, monkeypatch):
     run(setup)
     first = records(setup)[0]
     tokens = [c["verifier_cost"]["fake"]["tokens"] for c in first["candidates"]]
-    assert tokens == [len("step") + len("so 3") if c["answer"] == "3" else 8 for c in first["candidates"]]
+    assert tokens == [int(c["answer"]) for c in first["candidates"]] and len(set(tokens)) > 1
     chosen = outcome(first, "best_of_n", 2)
     assert chosen["verifier_tokens"] == sum(tokens[:2]) and chosen["verifier_flops"] == 100.0 * sum(tokens[:2])
     assert chosen["flops"] == chosen["policy_flops"] + chosen["verifier_flops"]
