@@ -72,7 +72,8 @@ class CostedVerifier(FirstSevenVerifier):
         costs = []
         for steps in step_lists:
             tokens = int(steps[-1].split()[-1])
-            costs.append(Usage(verifier_calls=1, verifier_tokens=tokens, flops=100.0 * tokens, verifier_flops=100.0 * tokens))
+            flops = 100.0 * tokens
+            costs.append(Usage(verifier_calls=1, verifier_tokens=tokens, flops=flops, verifier_flops=flops))
         for cost in costs:
             self.usage += cost
         return self.score(problems, step_lists), costs
@@ -217,10 +218,8 @@ def test_retrained_verifier_in_place_changes_the_run_key(setup, tmp_path):
     before = evaluate.run_key(cfg, "scripted")
     (prm / "model.safetensors").write_bytes(b"weights-v22")  # same path, new content
     assert evaluate.run_key(cfg, "scripted") != before
-    other = cfg.model_copy(
-        update={"strategies": [StrategyConfig(name="best_of_n", n=4, verifier="prm", verifier_path=str(prm),
-                                              verifier_options={"step_tag": "ки"})]}
-    )
+    tagged = StrategyConfig(name="best_of_n", n=4, verifier="prm", verifier_path=str(prm), verifier_options={"a": 1})
+    other = cfg.model_copy(update={"strategies": [tagged]})
     assert evaluate.run_key(other, "scripted") != evaluate.run_key(cfg, "scripted")
 
 

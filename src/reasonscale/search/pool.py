@@ -34,7 +34,7 @@ def chosen(candidate: dict[str, Any] | None, used: list[dict[str, Any]], verifie
         usage += candidate_usage(c, verifiers)
     if candidate is None:
         return Outcome(None, 0.0, usage)
-    return Outcome(candidate["answer"], float(candidate["correct"]), usage, candidate["text"])
+    return Outcome(candidate["answer"], float(candidate["correct"]), usage)  # its text is in the record's samples
 
 
 class GreedyConfig(StrategyConfig):

@@ -32,7 +32,8 @@ BUILTIN_MODULES = ("reasonscale.search.pool", "reasonscale.search.step_strategie
 @dataclass
 class Outcome:
     """A strategy's result on one problem: its answer, whether it is right (an expectation for pass@k), the
-    compute it spent (policy and verifier), and the chosen solution's text where there is one."""
+    compute it spent (policy and verifier), and the chosen solution's text unless it is one of the shared samples
+    (which the result record holds anyway)."""
 
     answer: str | None
     correct: float
