@@ -137,3 +137,15 @@ def test_example_search_config_stays_valid():
     built = RunConfig(model={"path": "m"}, task={"name": "lab"}, strategies=strategies(cfg, "/prm"))
     names = {type(s).__name__ for s in built.strategies}
     assert {"MajorityConfig", "BeamConfig", "LookaheadConfig", "DVTSConfig", "BestOfNConfig"} <= names
+
+
+def test_budgets_set_n_and_may_not_exceed_it():
+    from reasonscale.config import StrategyConfig
+
+    beam = StrategyConfig(name="beam", verifier="oracle", budgets=[16, 4, 4])
+    assert beam.budgets == [4, 16] and beam.n == 16 and beam.budget_list() == [4, 16]
+    assert StrategyConfig(name="majority", n=12).budget_list() == [1, 2, 4, 8, 12]
+    with pytest.raises(ValueError, match="budgets go up to 16 but n is 8"):
+        StrategyConfig(name="majority", n=8, budgets=[4, 16])
+    with pytest.raises(ValueError):
+        StrategyConfig(name="majority", budgets=[0, 4])

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, WrapValidator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -115,13 +115,24 @@ class StrategyConfig(Section):
     REPORTING_FIELDS: ClassVar[frozenset[str]] = frozenset({"name", "n", "budgets"})
 
     name: str
-    n: int = Field(1, ge=1, description="largest budget N")
-    budgets: list[int] | None = Field(None, description="budgets N to report (default: powers of two up to n)")
+    n: int = Field(1, ge=1, description="largest budget N (default with budgets: the largest of them)")
+    budgets: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, description="budgets N to report (default: powers of two up to n, and n)"
+    )
 
     def __new__(cls, *args: Any, **data: Any):
         if cls is StrategyConfig and "name" in data:
             cls = strategy_section(data["name"])
         return super().__new__(cls)
+
+    @model_validator(mode="after")
+    def _budgets_within_n(self) -> StrategyConfig:
+        if self.budgets:
+            self.budgets = sorted(set(self.budgets))
+            if "n" in self.model_fields_set and self.n < self.budgets[-1]:
+                raise ValueError(f"budgets go up to {self.budgets[-1]} but n is {self.n}")
+            self.n = self.budgets[-1]
+        return self
 
     @classmethod
     def section_for(cls, data: Any) -> type[StrategyConfig]:
@@ -135,12 +146,11 @@ class StrategyConfig(Section):
         """The strategy's identity beyond its name: every hyper-parameter."""
         return self.model_dump(exclude=set(self.REPORTING_FIELDS))
 
-    def budget_list(self, available: int | None = None) -> list[int]:
-        """The budgets reported: the configured list, else powers of two up to n (capped by a pool's size)."""
+    def budget_list(self) -> list[int]:
+        """The budgets reported: the configured list, else powers of two up to n, and n."""
         from reasonscale.search.selection import budgets
 
-        top = self.n if available is None else min(self.n, available)
-        return [b for b in self.budgets if b <= top] if self.budgets else budgets(top)
+        return self.budgets or budgets(self.n)
 
     def base_label(self) -> str:
         """The readable name before any differing settings are added."""
@@ -212,7 +222,7 @@ def strategy_section(name: Any) -> type[StrategyConfig]:
     return strategies[name].config_class
 
 
-def _as_section(value: Any, handler: Any) -> StrategyConfig:
+def _as_section(value: Any) -> StrategyConfig:
     """Validate a strategy entry with its own section (a section built for another name is re-validated)."""
     if isinstance(value, StrategyConfig):
         if type(value) is strategy_section(value.name):
@@ -227,7 +237,7 @@ class RunConfig(Section):
     model: ModelConfig
     task: TaskConfig
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
-    strategies: list[SerializeAsAny[Annotated[StrategyConfig, WrapValidator(_as_section)]]] = Field(
+    strategies: list[SerializeAsAny[Annotated[StrategyConfig, BeforeValidator(_as_section)]]] = Field(
         default_factory=lambda: [StrategyConfig(name="greedy")]
     )
     output_dir: str = "runs/default"
