@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 DASHES = {None: "-", "oracle": "-", "prm": "--", "orm": ":"}
 MARKERS = "osD^v<>"
@@ -39,6 +40,14 @@ def line_styles(curves: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return styles
 
 
+def tick_text(value: float, _position: object = None) -> str:
+    """A token count as a tick label: 20, 500, 2k, 50k, 1M."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
 def plot_accuracy(summary: dict[str, Any], path: Path) -> None:
     """One panel per level (and one for all problems): accuracy against generated tokens per problem."""
     curves = summary["strategies"]
@@ -53,6 +62,8 @@ def plot_accuracy(summary: dict[str, Any], path: Path) -> None:
             ys = [p["accuracy"] if panel == "all" else p["accuracy_by_level"][panel] for p in points]
             ax.plot(xs, ys, markersize=3, label=curve["label"], **style)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(tick_text))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: tick_text(value) if f"{value:e}"[0] in "25" else ""))
         ax.set_title(panel if panel == "all" else f"level {panel}")
         ax.set_xlabel("generated tokens per problem")
         ax.set_ylabel("accuracy")
@@ -60,8 +71,9 @@ def plot_accuracy(summary: dict[str, Any], path: Path) -> None:
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 4) / rows, 1, 1))
+    ncol = max(1, min(len(labels), 2 * columns))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // ncol) / rows, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
