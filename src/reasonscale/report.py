@@ -63,7 +63,7 @@ def plot_accuracy(summary: dict[str, Any], path: Path) -> None:
             ax.plot(xs, ys, markersize=3, label=curve["label"], **style)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(tick_text))
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: tick_text(value) if f"{value:e}"[0] in "25" else ""))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: tick_text(v) if f"{v:e}"[0] in "25" else ""))
         ax.set_title(panel if panel == "all" else f"level {panel}")
         ax.set_xlabel("generated tokens per problem")
         ax.set_ylabel("accuracy")
