@@ -91,3 +91,17 @@ def test_config_error_is_reported_before_loading(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert "sampling.temprature" in err and "temperature" in err and "Traceback" not in err
+
+
+def test_another_dtype_reuses_no_result_and_no_sample(tmp_path, tiny_model_dir):
+    from reasonscale.config import load_config
+    from reasonscale.pipelines.evaluate import run_evaluation
+
+    config = write_config(tmp_path, tiny_model_dir, "dtype")
+    small = ["task.limit=3", "strategies=[{name: majority, n: 2}]", "model.device=cpu"]
+    first = run_evaluation(load_config(config, small), show_progress=False)
+    assert first["usage"]["model_calls"] == 3 * 2
+    bf16 = run_evaluation(load_config(config, [*small, "model.dtype=bfloat16"]), show_progress=False)
+    assert bf16["usage"]["model_calls"] == 3 * 2 and bf16["usage"]["cache_hits"] == 0
+    again = run_evaluation(load_config(config, small), show_progress=False)
+    assert again["usage"]["model_calls"] == 0 and again["accuracy"] == first["accuracy"]

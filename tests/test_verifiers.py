@@ -8,9 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-from reasonscale.config import StrategyConfig, TaskConfig
+from reasonscale.config import TaskConfig
 from reasonscale.lab.tokenizer import build_char_tokenizer
-from reasonscale.pipelines.evaluate import pick
 from reasonscale.tasks.lab import LabTask
 from reasonscale.types import Problem
 from reasonscale.verifiers import build_verifier
@@ -32,29 +31,6 @@ def test_aggregation_of_no_steps_is_zero_and_unknown_is_an_error():
     assert aggregate([], "min") == 0.0
     with pytest.raises(ValueError):
         aggregate(SCORES, "max")  # type: ignore[arg-type]
-
-
-def candidates(step_scores: list[list[float]]) -> list[dict]:
-    return [{"answer": str(i), "step_scores": {"v": s}} for i, s in enumerate(step_scores)]
-
-
-def test_weighted_best_of_n_picks_greatest_summed_weight():
-    # answers 3, 7, 7, 5 with last-step weights 0.9, 0.5, 0.5, 0.2: 7 sums to 1.0 > 0.9.
-    pool = candidates([[0.9], [0.5], [0.5], [0.2]])
-    groups = [0, 1, 1, 2]
-    weighted = StrategyConfig(name="weighted_best_of_n", n=4, verifier="v")
-    plain = StrategyConfig(name="best_of_n", n=4, verifier="v")
-    assert pick(weighted, pool, groups) == 1
-    assert pick(plain, pool, groups) == 0
-
-
-def test_configured_aggregation_is_the_one_used():
-    # by the last step candidate 0 wins; by its weakest step candidate 1 does.
-    pool = candidates([[0.1, 0.95], [0.7, 0.8]])
-    last = StrategyConfig(name="best_of_n", n=2, verifier="v", aggregate="last")
-    worst = StrategyConfig(name="best_of_n", n=2, verifier="v", aggregate="min")
-    assert pick(last, pool, [0, 1]) == 0
-    assert pick(worst, pool, [0, 1]) == 1
 
 
 def test_encode_steps_reads_each_step_end_or_its_tag(tiny_model_dir):

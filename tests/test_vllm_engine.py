@@ -55,9 +55,11 @@ def test_outputs_map_to_completions(finish, stop_reason, expected_stop, expected
     assert to_completion(output) == Completion("step one", expected_finish, 4, 3, stop=expected_stop)
 
 
-def test_parameters_are_counted_from_safetensors(tiny_model_dir):
-    assert count_parameters(str(tiny_model_dir)) == HFEngine(str(tiny_model_dir), device="cpu").num_parameters
-    assert count_parameters("org/not-a-local-dir") == 0
+def test_parameters_are_counted_like_the_hf_engine_from_the_config_alone(tiny_model_dir, tmp_path):
+    expected = HFEngine(str(tiny_model_dir), device="cpu").num_parameters
+    assert expected > 0 and count_parameters(str(tiny_model_dir)) == expected
+    (tmp_path / "config.json").write_bytes((tiny_model_dir / "config.json").read_bytes())  # no weights, as a hub id
+    assert count_parameters(str(tmp_path)) == expected
 
 
 @pytest.mark.skipif(UNAVAILABLE is None, reason="vLLM is available here")

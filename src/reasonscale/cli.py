@@ -24,17 +24,28 @@ def fail(message: str) -> None:
 
 
 def results_table(summary: dict[str, Any]) -> Table:
-    """Accuracy of every strategy@budget, overall and per level."""
-    levels = list(summary["accuracy_by_level"])
+    """Accuracy of every strategy at every budget N, overall and per level, with its compute per problem: the
+    generation budget N stands for (N x (k + 1) for lookahead), generated tokens and FLOPs."""
+    from reasonscale.report import flops_text
+
+    levels = list(summary["problems_by_level"])
     counts = ", ".join(f"L{level}: {summary['problems_by_level'][level]}" for level in levels)
     table = Table(title=f"{summary['problems']} problems ({counts})", padding=(0, 1, 0, 0))
-    table.add_column("strategy", overflow="fold", min_width=16)  # numbers never shrink; a long name folds
-    for header in ["all", *(f"L{level}" for level in levels), "generated"]:  # tokens per problem
-        table.add_column(header, justify="right", no_wrap=True, min_width=5)
-    for label, value in summary["accuracy"].items():
-        cells = [f"{summary['accuracy_by_level'][lvl].get(label, float('nan')):.3f}" for lvl in levels]
-        tokens = summary["cost_per_problem"].get(label, {}).get("generated_tokens", 0.0)
-        table.add_row(escape(label), f"{value:.3f}", *cells, f"{tokens:.0f}")
+    table.add_column("strategy@N", overflow="fold", min_width=14)  # numbers never shrink; a long name folds
+    for header in ["all", *(f"L{level}" for level in levels), "gens", "tokens", "FLOPs"]:  # compute per problem
+        table.add_column(header, justify="right", no_wrap=True, min_width=4)
+    for curve in summary["strategies"]:
+        for p in curve["points"]:
+            cells = [f"{p['accuracy_by_level'].get(lvl, float('nan')):.3f}" for lvl in levels]
+            cost = p["cost"]
+            table.add_row(
+                escape(f"{curve['label']}@{p['budget']}"),
+                f"{p['accuracy']:.3f}",
+                *cells,
+                f"{p['generation_budget']:g}",
+                f"{cost['generated_tokens']:.0f}",
+                flops_text(cost["flops"]),
+            )
     return table
 
 

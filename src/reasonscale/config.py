@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -104,26 +105,157 @@ class TaskConfig(Section):
 
 
 class StrategyConfig(Section):
-    name: Literal["greedy", "majority", "best_of_n", "weighted_best_of_n", "pass_at_k", "beam", "lookahead", "dvts"]
-    n: int = Field(1, ge=1)
-    budgets: list[int] | None = Field(None, description="budgets N to report (default: powers of two up to n)")
+    """A strategy's config section. `name` picks the registered strategy (`reasonscale.search.strategy`), whose own
+    section validates the rest: `StrategyConfig(name="beam", beam_width=8)` builds a `BeamConfig`.
+
+    `n` and `budgets` only choose the budgets reported; every other field is part of the strategy's identity.
+    `SHORT` names fields in labels when two strategies of one name differ in them (`beam[prm,M=8]`).
+    """
+
+    SHORT: ClassVar[dict[str, str]] = {}
+    REPORTING_FIELDS: ClassVar[frozenset[str]] = frozenset({"name", "n", "budgets"})
+
+    name: str
+    n: int = Field(1, ge=1, description="largest budget N (default with budgets: the largest of them)")
+    budgets: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, description="budgets N to report (default: powers of two up to n, and n)"
+    )
+
+    def __new__(cls, *args: Any, **data: Any):
+        if cls is StrategyConfig and "name" in data:
+            cls = strategy_section(data["name"])
+        return super().__new__(cls)
+
+    @model_validator(mode="after")
+    def _budgets_within_n(self) -> StrategyConfig:
+        if self.budgets:
+            self.budgets = sorted(set(self.budgets))
+            if "n" in self.model_fields_set and self.n < self.budgets[-1]:
+                raise ValueError(f"budgets go up to {self.budgets[-1]} but n is {self.n}")
+            self.n = self.budgets[-1]
+        return self
+
+    @classmethod
+    def section_for(cls, data: Any) -> type[StrategyConfig]:
+        """The section class that validates `data` (for error suggestions)."""
+        try:
+            return strategy_section(data["name"])
+        except (KeyError, TypeError, ValueError):
+            return cls
+
+    def settings(self) -> dict[str, Any]:
+        """The strategy's identity beyond its name: every hyper-parameter."""
+        return self.model_dump(exclude=set(self.REPORTING_FIELDS))
+
+    def budget_list(self) -> list[int]:
+        """The budgets reported: the configured list, else powers of two up to n, and n."""
+        from reasonscale.search.selection import budgets
+
+        return self.budgets or budgets(self.n)
+
+    def base_label(self) -> str:
+        """The readable name before any differing settings are added."""
+        return self.name
+
+    def short(self, field: str, value: Any) -> str:
+        """How a differing setting reads in a label."""
+        return f"{self.SHORT.get(field, field)}={value}"
+
+
+class VerifiedStrategyConfig(StrategyConfig):
+    """A strategy that scores solutions with a verifier."""
+
+    SHORT: ClassVar[dict[str, str]] = {"verifier_options": "options"}
+
     verifier: str | None = Field(None, description="scorer: oracle, prm, orm (or prm:PATH, orm:PATH)")
     verifier_path: str | None = Field(None, description="model directory or HF id of a prm / orm verifier")
     verifier_options: dict[str, Any] = Field(default_factory=dict, description="PRM format overrides (step_tag...)")
     aggregate: Literal["last", "min", "prod", "mean"] = "last"
+
+    @model_validator(mode="after")
+    def _needs_verifier(self) -> VerifiedStrategyConfig:
+        if self.verifier is None:
+            raise ValueError(f"strategy '{self.name}' needs a verifier (e.g. verifier: oracle)")
+        kind, _, inline = self.verifier.partition(":")
+        if inline and self.verifier_path not in (None, inline):
+            raise ValueError(f"verifier '{self.verifier}' and verifier_path '{self.verifier_path}' disagree")
+        if inline:  # one spelling per verifier: prm:PATH is prm with verifier_path PATH
+            self.verifier, self.verifier_path = kind, inline
+        return self
+
+    def verifier_key(self) -> str:
+        """Which verifier instance the strategy uses: its kind, model path and options."""
+        key = self.verifier if self.verifier_path is None else f"{self.verifier}:{self.verifier_path}"
+        return f"{key}{json.dumps(self.verifier_options, sort_keys=True)}" if self.verifier_options else key
+
+    def base_label(self) -> str:
+        suffix = self.verifier if self.aggregate == "last" else f"{self.verifier},{self.aggregate}"
+        return f"{self.name}[{suffix}]"
+
+    def short(self, field: str, value: Any) -> str:
+        return str(value) if field == "verifier_path" else super().short(field, value)
+
+
+class StepSearchConfig(VerifiedStrategyConfig):
+    """A step-wise tree search guided by a verifier."""
+
+    SHORT: ClassVar[dict[str, str]] = {
+        **VerifiedStrategyConfig.SHORT,
+        "beam_width": "M",
+        "max_rounds": "rounds",
+        "step_max_tokens": "step_tokens",
+    }
+
     beam_width: int = Field(4, ge=1, description="M: expansions per kept beam (beam, lookahead), subtree width (dvts)")
     max_rounds: int = Field(12, ge=1, description="step rounds before unfinished solutions are completed in one go")
-    lookahead: int = Field(1, ge=0, description="k: greedy steps rolled out to score a step (lookahead)")
     step_max_tokens: int = Field(48, ge=1, description="token limit of one step in step-wise search")
+
+
+def strategy_section(name: Any) -> type[StrategyConfig]:
+    """The config section of the registered strategy `name`; an unknown name is an error with a suggestion."""
+    from reasonscale.search.strategy import registered
+
+    strategies = registered()
+    if name not in strategies:
+        match = difflib.get_close_matches(str(name), list(strategies), n=1, cutoff=0.5)
+        hint = f"did you mean '{match[0]}'?" if match else f"available: {', '.join(strategies)}"
+        raise ConfigError(f"unknown strategy '{name}'; {hint}")
+    return strategies[name].config_class
+
+
+def _as_section(value: Any) -> StrategyConfig:
+    """Validate a strategy entry with its own section (a section built for another name is re-validated)."""
+    if isinstance(value, StrategyConfig):
+        if type(value) is strategy_section(value.name):
+            return value
+        value = value.model_dump()
+    if not isinstance(value, dict) or "name" not in value:
+        raise ValueError("a strategy needs a 'name', e.g. {name: majority, n: 16}")
+    return strategy_section(value["name"]).model_validate(value)
 
 
 class RunConfig(Section):
     model: ModelConfig
     task: TaskConfig
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
-    strategies: list[StrategyConfig] = Field(default_factory=lambda: [StrategyConfig(name="greedy")])
+    strategies: list[SerializeAsAny[Annotated[StrategyConfig, BeforeValidator(_as_section)]]] = Field(
+        default_factory=lambda: [StrategyConfig(name="greedy")]
+    )
     output_dir: str = "runs/default"
     cache_path: str | None = Field(None, description="shared generation cache (default: in output_dir)")
+
+    @model_validator(mode="after")
+    def _distinct_strategies(self) -> RunConfig:
+        seen: dict[str, int] = {}
+        for i, strategy in enumerate(self.strategies):
+            key = json.dumps([strategy.name, strategy.settings()], sort_keys=True, default=str)
+            if key in seen:
+                raise ValueError(
+                    f"strategies {seen[key]} and {i} are the same strategy ({strategy.base_label()}): "
+                    "merge their budgets into one entry"
+                )
+            seen[key] = i
+        return self
 
 
 def _closest(key: str, model: type[BaseModel] | None) -> str:
@@ -133,33 +265,47 @@ def _closest(key: str, model: type[BaseModel] | None) -> str:
     return f"; did you mean '{match[0]}'?" if match else f"; valid keys: {', '.join(model.model_fields)}"
 
 
-def _section_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The config class that holds the key at `path` (for suggestions)."""
+def _section_at(model: type[BaseModel], path: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
+    """The config class that holds the key at `path` in `data` (for suggestions)."""
     current: Any = model
     for part in path:
-        if isinstance(part, int):
-            continue
-        field = current.model_fields.get(part) if isinstance(current, type) else None
-        if field is None:
-            return None
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
-        current = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if current is None:
-            return None
+        data = _child(data, part)
+        if not isinstance(part, int):
+            field = current.model_fields.get(part)
+            current = None if field is None else _model_in(field.annotation)
+            if current is None:
+                return None
+        if isinstance(data, dict) and hasattr(current, "section_for"):
+            current = current.section_for(data)
     return current
 
 
-def describe_errors(error: ValidationError, model: type[BaseModel], source: str) -> str:
+def _child(data: Any, part: Any) -> Any:
+    try:
+        return data[part]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config class inside an annotation (list[X], X | None, Annotated[X, ...]...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_model_in, get_args(annotation)) if m is not None), None)
+
+
+def describe_errors(error: ValidationError, model: type[BaseModel], source: str, data: Any = None) -> str:
     lines = []
     for item in error.errors():
         loc = tuple(item["loc"])
         dotted = ".".join(str(p) for p in loc)
         if item["type"] == "extra_forbidden":
-            hint = _closest(str(loc[-1]), _section_at(model, loc[:-1]))
+            hint = _closest(str(loc[-1]), _section_at(model, loc[:-1], data))
             lines.append(f"{source}: unknown key '{dotted}'{hint}")
+        elif not dotted:
+            lines.append(f"{source}: {item['msg'].removeprefix('Value error, ')}")
         else:
-            lines.append(f"{source}: '{dotted}': {item['msg']}")
+            lines.append(f"{source}: '{dotted}': {item['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 
@@ -200,7 +346,7 @@ def validate(model: type[BaseModel], data: dict[str, Any], source: str):
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(describe_errors(error, model, source)) from None
+        raise ConfigError(describe_errors(error, model, source, data)) from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None, model: type[BaseModel] = RunConfig):

@@ -1,8 +1,13 @@
-"""The run report: a plot of accuracy vs budget per level and a Markdown page with the tables."""
+"""The run report: a plot of accuracy against compute per level and a Markdown page with the tables.
+
+The plot's x-axis is the mean number of generated tokens per problem, the compute each strategy really spent
+(lookahead's rollouts and a tree search's finishing calls included), so curves compare at equal compute; the
+tables give each point's budget N, its generation budget (N in full generations' worth, N x (k + 1) for
+lookahead) and its FLOPs.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -10,69 +15,89 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+DASHES = {None: "-", "oracle": "-", "prm": "--", "orm": ":"}
+MARKERS = "osD^v<>"
 
 
-def split_label(label: str) -> tuple[str, int]:
-    """'majority@16' -> ('majority', 16)."""
-    name, _, budget = label.rpartition("@")
-    return name, int(budget)
+def line_styles(curves: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One colour per strategy name, one line style per verifier kind, one marker per variant of the same
+    strategy and verifier (e.g. two beam widths)."""
+    names = list(dict.fromkeys(c["strategy"] for c in curves))
+    seen: dict[tuple[str, Any], int] = {}
+    styles = []
+    for c in curves:
+        verifier = c["settings"].get("verifier")
+        variant = seen[c["strategy"], verifier] = seen.get((c["strategy"], verifier), -1) + 1
+        styles.append(
+            {
+                "color": plt.cm.tab10(names.index(c["strategy"]) % 10),
+                "linestyle": DASHES.get(verifier, "-."),
+                "marker": MARKERS[variant % len(MARKERS)],
+            }
+        )
+    return styles
 
 
-def curves(accuracy: dict[str, float]) -> dict[str, list[tuple[int, float]]]:
-    """Accuracy against budget for every strategy."""
-    out: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for label, value in accuracy.items():
-        name, budget = split_label(label)
-        out[name].append((budget, value))
-    return {name: sorted(points) for name, points in out.items()}
-
-
-def line_style(name: str, bases: list[str]) -> dict[str, Any]:
-    """One colour per strategy and one line style per verifier, so 'beam[oracle]' and 'beam[prm]' pair up."""
-    base, _, verifier = name.partition("[")
-    verifier = verifier.rstrip("]").split(",")[0]
-    dashes = {"": "-", "oracle": "-", "prm": "--", "orm": ":"}
-    return {"color": plt.cm.tab10(bases.index(base) % 10), "linestyle": dashes.get(verifier, "-.")}
+def tick_text(value: float, _position: object = None) -> str:
+    """A token count as a tick label: 20, 500, 2k, 50k, 1M."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
 
 
 def plot_accuracy(summary: dict[str, Any], path: Path) -> None:
-    """One panel per level (and one for all problems): accuracy vs budget N, a line per strategy."""
-    panels = {"all": summary["accuracy"], **{f"level {k}": v for k, v in summary["accuracy_by_level"].items()}}
-    names = list(curves(summary["accuracy"]))
-    bases = list(dict.fromkeys(n.partition("[")[0] for n in names))
+    """One panel per level (and one for all problems): accuracy against generated tokens per problem."""
+    curves = summary["strategies"]
+    panels = ["all", *summary["problems_by_level"]]
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), sharey=True, squeeze=False)
-    for ax, (title, accuracy) in zip(axes.flat, panels.items()):
-        for name, points in curves(accuracy).items():
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", markersize=3, label=name, **line_style(name, bases))
-        ax.set_xscale("log", base=2)
-        ax.set_title(title)
-        ax.set_xlabel("budget N (samples or beams)")
+    for ax, panel in zip(axes.flat, panels):
+        for curve, style in zip(curves, line_styles(curves)):
+            points = [p for p in curve["points"] if panel == "all" or panel in p["accuracy_by_level"]]
+            xs = [max(p["cost"]["generated_tokens"], 1.0) for p in points]
+            ys = [p["accuracy"] if panel == "all" else p["accuracy_by_level"][panel] for p in points]
+            ax.plot(xs, ys, markersize=3, label=curve["label"], **style)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(tick_text))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: tick_text(v) if f"{v:e}"[0] in "25" else ""))
+        ax.set_title(panel if panel == "all" else f"level {panel}")
+        ax.set_xlabel("generated tokens per problem")
         ax.set_ylabel("accuracy")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 6) / rows, 1, 1))
+    ncol = max(1, min(len(labels), 2 * columns))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // ncol) / rows, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
+def flops_text(value: float) -> str:
+    """FLOPs in a few characters: 3.2e9."""
+    return f"{value:.1e}".replace("e+0", "e").replace("e+", "e") if value else "0"
+
+
 def markdown_table(summary: dict[str, Any]) -> str:
-    """Accuracy per level, and the tokens per problem: generated, and billed (prompts re-sent by step-wise search
-    count again there, though an engine with a prefix cache does not recompute them)."""
-    levels = list(summary["accuracy_by_level"])
-    columns = ["strategy", "all", *(f"level {lvl}" for lvl in levels), "generated tokens", "billed tokens"]
-    head = "| " + " | ".join(columns) + " |"
-    rows = [head, "|" + "---|" * len(columns)]
-    for label, value in summary["accuracy"].items():
-        per_level = [summary["accuracy_by_level"][lvl].get(label, float("nan")) for lvl in levels]
-        cost = summary["cost_per_problem"].get(label, {})
-        cells = " | ".join(f"{v:.3f}" for v in [value, *per_level])
-        rows.append(f"| {label} | {cells} | {cost.get('generated_tokens', 0.0):.0f} | {cost.get('tokens', 0.0):.0f} |")
+    """Accuracy per level and the compute per problem of every strategy at every budget N: its generation budget,
+    generated tokens, billed tokens (prompts re-sent by step-wise search count again there) and FLOPs (prompt
+    tokens only where the engine recomputes them, verifier FLOPs included)."""
+    levels = list(summary["problems_by_level"])
+    columns = ["strategy@N", "generation budget", "all", *(f"level {lvl}" for lvl in levels)]
+    columns += ["generated tokens", "billed tokens", "FLOPs"]
+    rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for curve in summary["strategies"]:
+        for p in curve["points"]:
+            accuracy = [p["accuracy"], *(p["accuracy_by_level"].get(lvl, float("nan")) for lvl in levels)]
+            cost = p["cost"]
+            cells = [f"{curve['label']}@{p['budget']}", f"{p['generation_budget']:g}", *(f"{v:.3f}" for v in accuracy)]
+            cells += [f"{cost['generated_tokens']:.0f}", f"{cost['tokens']:.0f}", flops_text(cost["flops"])]
+            rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -86,11 +111,12 @@ def write_report(out_dir: Path, summary: dict[str, Any]) -> Path:
         [
             f"# reasonscale run: {task} with {model}",
             f"{summary['problems']} problems. Model calls this invocation: {usage['model_calls']}, "
-            f"cache hits: {usage['cache_hits']}, prompt tokens: {usage['prompt_tokens']}, "
-            f"completion tokens: {usage['completion_tokens']}.",
+            f"cache hits: {usage['cache_hits']}. Compute charged to the run: {usage['generations']:.0f} generations, "
+            f"{usage['prompt_tokens']:.0f} prompt tokens, {usage['generated_tokens']:.0f} generated tokens, "
+            f"{usage['verifier_tokens']:.0f} verifier tokens, {flops_text(usage['flops'])} FLOPs.",
             "## Accuracy by strategy and budget",
             markdown_table(summary),
-            "![accuracy vs samples](accuracy.png)",
+            "![accuracy vs generated tokens per problem](accuracy.png)",
         ]
     )
     path = out_dir / "report.md"

@@ -1,4 +1,9 @@
-"""Summaries of a run's per-problem records: accuracy per strategy and budget, per level, and compute used."""
+"""Summaries of a run's per-problem records: accuracy and compute per strategy and budget, per level.
+
+Outcomes are grouped by their strategy's name and settings (never by parsing a label): one series per strategy,
+one point per budget N, each with its accuracy, its generation budget (the compute N stands for) and the mean
+compute per problem it really spent (generations, tokens, FLOPs).
+"""
 
 from __future__ import annotations
 
@@ -11,52 +16,74 @@ from pydantic import BaseModel
 
 from reasonscale.report import write_report
 
+COST_FIELDS = (
+    "generations",
+    "prompt_tokens",
+    "generated_tokens",
+    "tokens",
+    "verifier_calls",
+    "verifier_tokens",
+    "policy_flops",
+    "verifier_flops",
+    "flops",
+)
+
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def accuracy_table(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean correctness of every `strategy@budget` over the records (pass@k rows hold expected values)."""
-    scores: dict[str, list[float]] = defaultdict(list)
+def series(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per strategy (name and settings), in the order first seen: its label, name, settings and one
+    point per budget with accuracy overall and per level and the mean cost per problem."""
+    grouped: dict[str, dict[str, Any]] = {}
     for record in records:
-        for label, outcome in record["strategies"].items():
-            scores[label].append(float(outcome["correct"]))
-    return {label: _mean(values) for label, values in scores.items()}
+        for outcome in record["outcomes"]:
+            key = json.dumps([outcome["strategy"], outcome["settings"]], sort_keys=True)
+            entry = grouped.setdefault(
+                key,
+                {"label": outcome["label"], "strategy": outcome["strategy"], "settings": outcome["settings"], "at": {}},
+            )
+            point = entry["at"].setdefault(outcome["budget"], {"outcomes": [], "levels": defaultdict(list)})
+            point["outcomes"].append(outcome)
+            if record.get("level") is not None:
+                point["levels"][str(record["level"])].append(float(outcome["correct"]))
+    out = []
+    for entry in grouped.values():
+        points = [_point(budget, p) for budget, p in sorted(entry.pop("at").items())]
+        out.append({**entry, "points": points})
+    return out
 
 
-def cost_table(records: list[dict[str, Any]], num_parameters: int = 0) -> dict[str, dict[str, float]]:
-    """Mean samples, tokens (prompt + generated, as billed), generated tokens and verifier tokens per problem for
-    every `strategy@budget`."""
-    table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for record in records:
-        for label, outcome in record["strategies"].items():
-            for field in ("samples", "tokens", "generated_tokens", "verifier_tokens"):
-                table[label][field].append(float(outcome.get(field, 0)))
-    return {label: {f: _mean(v) for f, v in fields.items()} for label, fields in table.items()}
+def _point(budget: int, point: dict[str, Any]) -> dict[str, Any]:
+    outcomes = point["outcomes"]
+    return {
+        "budget": budget,
+        "generation_budget": outcomes[0]["generation_budget"],
+        "accuracy": _mean([float(o["correct"]) for o in outcomes]),
+        "accuracy_by_level": {lvl: _mean(v) for lvl, v in sorted(point["levels"].items())},
+        "cost": {f: _mean([float(o.get(f, 0)) for o in outcomes]) for f in COST_FIELDS},
+    }
 
 
 def summarize(records: list[dict[str, Any]], cfg: BaseModel, usage: dict[str, int]) -> dict[str, Any]:
-    """The run's summary.json content."""
-    by_level: dict[str, list[dict]] = defaultdict(list)
-    for record in records:
-        if record.get("level") is not None:
-            by_level[str(record["level"])].append(record)
-    candidates = [c for r in records for c in [*r["candidates"], *([r["greedy"]] if "greedy" in r else [])]]
-    totals = {
-        **usage,
-        "samples": len(candidates),
-        "prompt_tokens": sum(c["prompt_tokens"] for c in candidates),
-        "completion_tokens": sum(c["completion_tokens"] for c in candidates),
-    }
+    """The run's summary.json content. `accuracy`, `accuracy_by_level` and `cost_per_problem` are flat views of
+    `strategies` keyed `label@N` for reading (never parsed back)."""
+    levels = sorted({str(r["level"]) for r in records if r.get("level") is not None})
+    curves = series(records)
+    points = [(f"{s['label']}@{p['budget']}", p) for s in curves for p in s["points"]]
+    totals = {f: sum(r["usage"][f] for r in records) for f in COST_FIELDS}
     return {
         "config": cfg.model_dump(),
         "problems": len(records),
-        "accuracy": accuracy_table(records),
-        "accuracy_by_level": {lvl: accuracy_table(rs) for lvl, rs in sorted(by_level.items())},
-        "problems_by_level": {lvl: len(rs) for lvl, rs in sorted(by_level.items())},
-        "cost_per_problem": cost_table(records),
-        "usage": totals,
+        "problems_by_level": {lvl: sum(str(r.get("level")) == lvl for r in records) for lvl in levels},
+        "strategies": curves,
+        "accuracy": {name: p["accuracy"] for name, p in points},
+        "accuracy_by_level": {
+            lvl: {n: p["accuracy_by_level"][lvl] for n, p in points if lvl in p["accuracy_by_level"]} for lvl in levels
+        },
+        "cost_per_problem": {name: p["cost"] for name, p in points},
+        "usage": {**usage, **totals},
     }
 
 

@@ -54,7 +54,12 @@ class Completion:
 
 @dataclass
 class Usage:
-    """Compute spent: model samples and tokens, verifier calls and tokens, cache hits and estimated FLOPs."""
+    """Compute spent: model samples and tokens, verifier calls and tokens, cache hits and estimated FLOPs.
+
+    `flops` is the upper bound 2 x parameters x (prompt + generated tokens) of the policy plus the verifier's
+    FLOPs; `verifier_flops` is the verifier's part. `policy_flops` gives the figure for an engine that does not
+    recompute cached prompt prefixes.
+    """
 
     policy_calls: int = 0
     cache_hits: int = 0
@@ -63,15 +68,30 @@ class Usage:
     verifier_calls: int = 0
     verifier_tokens: int = 0
     flops: float = 0.0
+    verifier_flops: float = 0.0
 
     def add_completions(self, completions: list[Completion], params_count: int = 0) -> None:
-        """Count completions; FLOPs use the 2 x parameters x tokens rule of thumb when params_count is known."""
+        """Count completions; `flops` uses the 2 x parameters x tokens rule of thumb when params_count is known."""
         for c in completions:
             self.policy_calls += 1
             self.cache_hits += int(c.cached)
             self.prompt_tokens += c.prompt_tokens
             self.completion_tokens += c.completion_tokens
             self.flops += 2.0 * params_count * (c.prompt_tokens + c.completion_tokens)
+
+    def add_verified(self, tokens: int, params_count: int) -> None:
+        """Count one verifier call over `tokens` tokens of a model with `params_count` parameters."""
+        self.verifier_calls += 1
+        self.verifier_tokens += tokens
+        flops = 2.0 * params_count * tokens
+        self.flops += flops
+        self.verifier_flops += flops
+
+    def policy_flops(self, params_count: int, caches_prefixes: bool) -> float:
+        """Policy FLOPs, 2 x parameters x tokens computed: every generated token, and the prompt tokens only
+        when the engine recomputes them (an engine with a prefix cache computes a shared prefix once)."""
+        computed = self.completion_tokens + (0 if caches_prefixes else self.prompt_tokens)
+        return 2.0 * params_count * computed
 
     def __iadd__(self, other: Usage) -> Usage:
         for name in self.__dataclass_fields__:

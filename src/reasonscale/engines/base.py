@@ -42,10 +42,13 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
 
 
 class Engine(ABC):
-    """A text generator. `model_id` identifies the model in cache keys; `num_parameters` feeds FLOP counts."""
+    """A text generator. `model_id` identifies the model in cache keys; `num_parameters` (non-embedding) feeds FLOP
+    counts; `caches_prefixes` says whether prompt prefixes seen before are reused instead of recomputed, so FLOP
+    counts charge prompt tokens only where they are computed again."""
 
     model_id: str = "unknown"
     num_parameters: int = 0
+    caches_prefixes: bool = False
     preferred_batch: int = 64  # requests per `complete` call that keep it busy (the cache chunks work by it)
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:

@@ -30,6 +30,7 @@ class CachedEngine(Engine):
         self.on_generated = on_generated
         self.model_id = engine.model_id
         self.num_parameters = engine.num_parameters
+        self.caches_prefixes = engine.caches_prefixes
         self.hits = 0
         self.misses = 0
         self.owner = new_owner()  # claims samples so processes sharing the store never generate one twice

@@ -217,6 +217,10 @@ class HFEngine(Engine):
     def preferred_batch(self) -> int:
         return self.max_batch_size
 
+    @property
+    def caches_prefixes(self) -> bool:
+        return self.prefix_cache.max_bytes > 0
+
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         """The prompt string for a chat, with the model's chat template and a generation prompt."""
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -93,6 +93,8 @@ class OpenAIEngine(Engine):
 
     `base_url` is the API root (usually ending in /v1); `model` is the name the server serves. Construction checks
     the server once (GET /models), so a wrong URL, key or model name fails at once with a message naming it.
+    Whether the server caches prompt prefixes is unknown from here, so FLOP counts charge every prompt token
+    (`caches_prefixes` False: an upper bound).
     """
 
     def __init__(

@@ -24,8 +24,8 @@ class Replica:
 
         self.engine = build_engine(ModelConfig(**cfg))
 
-    def identity(self) -> tuple[str, int]:
-        return self.engine.model_id, self.engine.num_parameters
+    def identity(self) -> tuple[str, int, bool]:
+        return self.engine.model_id, self.engine.num_parameters, self.engine.caches_prefixes
 
     def complete(self, requests: list[SampleRequest], params: SamplingParams) -> list[Completion]:
         return self.engine.complete(requests, params)
@@ -59,7 +59,7 @@ class RayEngine(Engine):
         except ray.exceptions.RayError as error:
             self.close()
             raise RuntimeError(f"a '{replica_cfg.engine}' replica failed to start: {error}") from None
-        self.model_id, self.num_parameters = identities[0]
+        self.model_id, self.num_parameters, self.caches_prefixes = identities[0]
         self.chunk_size = chunk_size
         self.pool = ActorPool(self.actors)
 

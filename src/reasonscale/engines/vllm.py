@@ -9,9 +9,7 @@ the prompt already starts with one). Stop strings are cut from the text and name
 from __future__ import annotations
 
 import gc
-import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from reasonscale.config import ModelConfig
@@ -61,22 +59,22 @@ def to_completion(output: Any) -> Completion:
     )
 
 
-def count_parameters(path: str) -> int:
-    """Non-embedding parameters of a local safetensors checkpoint (0 when unknown); only FLOP counts use it."""
-    from safetensors import safe_open
+def count_parameters(path: str, revision: str | None = None, trust_remote_code: bool = False) -> int:
+    """Non-embedding parameters of the model at `path` (a directory or hub id), counted as the hf engine counts
+    them (`num_parameters(exclude_embeddings=True)`) on an empty-weights copy built from its config alone."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    total = 0
-    for file in sorted(Path(path).glob("*.safetensors")) if Path(path).is_dir() else []:
-        with safe_open(str(file), framework="pt") as weights:
-            names = weights.keys()  # a safe_open handle, not a dict
-            for name in names:
-                if "embed" not in name:
-                    total += math.prod(weights.get_slice(name).get_shape())
-    return total
+    config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    return model.num_parameters(exclude_embeddings=True)
 
 
 class VLLMEngine(Engine):
     """Runs a model with vLLM in this process (GPU), with prefix caching on."""
+
+    caches_prefixes = True
 
     def __init__(
         self,
@@ -107,7 +105,7 @@ class VLLMEngine(Engine):
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.model_id = f"vllm:{model_identity(path, revision)}:{self.llm.llm_engine.model_config.dtype}"
-        self.num_parameters = count_parameters(path)
+        self.num_parameters = count_parameters(path, revision)
         self.preferred_batch = 1024  # vLLM schedules its own batches; give it plenty
 
     @classmethod

@@ -1,5 +1,10 @@
-"""Evaluate a policy on a task: greedy, majority@N, best-of-N (plain / weighted) and pass@k from one sample pool,
-and the step-wise searches (beam, lookahead, DVTS) run once per budget.
+"""Evaluate a policy on a task with every configured strategy (see `reasonscale.search.strategy`).
+
+Strategies that read shared samples (greedy, majority, best-of-N, pass@k...) share one sample pool per problem,
+of the largest size any of them asks for; the others (beam, lookahead, DVTS...) run on their own at each budget.
+Every outcome records its strategy's name and settings, its budget N, the compute N stands for
+(`generation_budget`) and what it really spent: generations, prompt and generated tokens, verifier tokens and
+FLOPs (2 x parameters x tokens computed; prompt tokens only where the engine recomputes them).
 
 Problems are processed in chunks; each finished problem is committed to the run store, and every sample is
 cached, so a killed run resumes where it stopped and a re-run performs no model calls.
@@ -7,96 +12,109 @@ cached, so a killed run resumes where it stopped and a re-run performs no model 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reasonscale.config import ModelConfig, RunConfig, StrategyConfig
-from reasonscale.engines import Engine, build_engine
+from reasonscale.config import ModelConfig, RunConfig, StrategyConfig, VerifiedStrategyConfig
+from reasonscale.engines import Engine, build_engine, engine_identity
 from reasonscale.engines.cached import CachedEngine
+from reasonscale.identity import digest, model_identity
 from reasonscale.progress import Progress
-from reasonscale.search.beam import beam_search
-from reasonscale.search.dvts import dvts
-from reasonscale.search.lookahead import lookahead_search
-from reasonscale.search.selection import best_of_n, budgets, majority_vote, pass_at_k, weighted_vote
-from reasonscale.search.stepwise import SearchResult, StepSearch, usage_delta
+from reasonscale.search.pool import candidate_usage
+from reasonscale.search.strategy import Outcome, Strategy, build_strategy, labels
 from reasonscale.store import Store
 from reasonscale.summary import summarize, write_outputs
 from reasonscale.tasks import Task, build_task
-from reasonscale.types import Completion, Problem, SamplingParams
+from reasonscale.types import Completion, Problem, SamplingParams, Usage
 from reasonscale.verifiers import build_verifier
-from reasonscale.verifiers.base import Verifier, aggregate
+from reasonscale.verifiers.base import Verifier
 
-POOL_STRATEGIES = ("majority", "best_of_n", "weighted_best_of_n", "pass_at_k")
-STEP_STRATEGIES = ("beam", "lookahead", "dvts")
-
-
-def strategy_label(strategy: StrategyConfig) -> str:
-    """A readable name: `majority`, `best_of_n[oracle]`, `weighted_best_of_n[prm,min]`..."""
-    if strategy.verifier is None:
-        return strategy.name
-    suffix = strategy.verifier if strategy.aggregate == "last" else f"{strategy.verifier},{strategy.aggregate}"
-    return f"{strategy.name}[{suffix}]"
+MODEL_VERIFIERS = ("prm", "orm")
 
 
 def verifier_key(strategy: StrategyConfig) -> str | None:
-    """Which verifier instance a strategy uses: its name, with the model path when one is given."""
-    if strategy.verifier is None or strategy.verifier_path is None:
-        return strategy.verifier
-    return f"{strategy.verifier}:{strategy.verifier_path}"
+    """Which verifier instance a strategy uses (None: none): the key of its scores in candidate records."""
+    return strategy.verifier_key() if isinstance(strategy, VerifiedStrategyConfig) else None
 
 
-def strategy_budgets(strategy: StrategyConfig, available: int | None = None) -> list[int]:
-    """The budgets reported for a strategy: its configured list, else powers of two up to n (capped by a pool)."""
-    top = strategy.n if available is None else min(strategy.n, available)
-    return [b for b in strategy.budgets if b <= top] if strategy.budgets else budgets(top)
+def verifier_identity(strategy: VerifiedStrategyConfig) -> str:
+    """What a verifier computes: a model verifier by its weights' content, any other by its name."""
+    if strategy.verifier in MODEL_VERIFIERS and strategy.verifier_path:
+        return model_identity(strategy.verifier_path)
+    return str(strategy.verifier)
 
 
-def run_key(cfg: RunConfig) -> str:
-    """Identity of a run's results: everything but where they are written and throughput settings."""
+def run_key(cfg: RunConfig, policy: str | None = None) -> str:
+    """Identity of a run's results: the config (but where it is written and throughput settings), the policy's
+    content identity and dtype (`policy`, default `engine_identity(cfg.model)`), and the content identity of every
+    verifier model, so a model retrained in place invalidates exactly the results that depend on it."""
     data = cfg.model_dump(exclude={"output_dir": True, "cache_path": True, "model": set(ModelConfig.THROUGHPUT_FIELDS)})
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    verified = [s for s in cfg.strategies if isinstance(s, VerifiedStrategyConfig)]
+    verifiers = {s.verifier_key(): verifier_identity(s) for s in verified}
+    return digest({"config": data, "policy": policy or engine_identity(cfg.model), "verifiers": verifiers})
 
 
-def check_strategies(strategies: Sequence[StrategyConfig]) -> None:
-    for s in strategies:
-        needs_verifier = s.name in ("best_of_n", "weighted_best_of_n", *STEP_STRATEGIES)
-        if needs_verifier and s.verifier is None:
-            raise ValueError(f"strategy '{s.name}' needs a verifier (e.g. verifier: oracle)")
+def cost(usage: Usage, engine: Engine) -> dict[str, float]:
+    """What a Usage amounts to on `engine`: generations, tokens and FLOPs (policy and verifier)."""
+    policy = usage.policy_flops(engine.num_parameters, engine.caches_prefixes)
+    return {
+        "generations": usage.policy_calls,
+        "prompt_tokens": usage.prompt_tokens,
+        "generated_tokens": usage.completion_tokens,
+        "tokens": usage.prompt_tokens + usage.completion_tokens,
+        "verifier_calls": usage.verifier_calls,
+        "verifier_tokens": usage.verifier_tokens,
+        "policy_flops": policy,
+        "verifier_flops": usage.verifier_flops,
+        "flops": policy + usage.verifier_flops,
+    }
 
 
 @dataclass
-class Evaluator:
-    """Evaluates chunks of problems with every configured strategy."""
+class Chunk:
+    """A chunk of problems as strategies see it; the shared samples are drawn on first use."""
 
-    cfg: RunConfig
     task: Task
     engine: Engine
+    problems: Sequence[Problem]
+    prompts: Sequence[str]
+    cfg: RunConfig
     verifiers: dict[str, Verifier]
+    pool_size: int
+    shared: dict[str, Any] = field(default_factory=dict)
 
-    def prompts(self, problems: Sequence[Problem]) -> list[str]:
-        prompts = [self.task.format_prompt(p) for p in problems]
-        if self.cfg.model.chat_template:
-            prompts = [self.engine.render_chat([{"role": "user", "content": p}]) for p in prompts]
-        return prompts
-
-    def params(self, n: int, greedy: bool) -> SamplingParams:
+    def sampling(self, n: int = 1, greedy: bool = False) -> SamplingParams:
         s = self.cfg.sampling
-        return SamplingParams(
-            n=n,
-            temperature=0.0 if greedy else s.temperature,
-            top_p=s.top_p,
-            max_tokens=s.max_tokens,
-            stop=self.task.solution_stop,
-            seed=s.seed,
-        )
+        temperature = 0.0 if greedy else s.temperature
+        return SamplingParams(n, temperature, s.top_p, s.max_tokens, self.task.solution_stop, s.seed)
 
-    def candidates(self, problems: Sequence[Problem], outputs: list[list[Completion]]) -> list[list[dict]]:
-        """Extract, split and grade every completion, and score it with every configured verifier."""
-        flat = [(p, c) for p, cs in zip(problems, outputs) for c in cs]
+    def verifier(self, config: VerifiedStrategyConfig) -> Verifier:
+        return self.verifiers[config.verifier_key()]
+
+    def greedy(self) -> list[dict[str, Any]]:
+        if "greedy" not in self.shared:
+            outputs = self.engine.generate(self.prompts, self.sampling(1, greedy=True))
+            self.shared["greedy"] = [c for (c,) in self.candidates(outputs)]
+        return self.shared["greedy"]
+
+    def pool(self) -> list[list[dict[str, Any]]]:
+        if "pool" not in self.shared:
+            outputs = self.engine.generate(self.prompts, self.sampling(self.pool_size))
+            self.shared["pool"] = self.candidates(outputs)
+        return self.shared["pool"]
+
+    def groups(self) -> list[list[int | None]]:
+        """The pool's answers grouped by equivalence, per problem."""
+        if "groups" not in self.shared:
+            self.shared["groups"] = [self.task.group_answers([c["answer"] for c in cs]) for cs in self.pool()]
+        return self.shared["groups"]
+
+    def candidates(self, outputs: list[list[Completion]]) -> list[list[dict[str, Any]]]:
+        """Extract, split and grade every completion, and score it with every configured verifier (each
+        candidate's verifier cost is its own)."""
+        flat = [(p, c) for p, cs in zip(self.problems, outputs) for c in cs]
         answers = [self.task.extract_answer(c.text) for _, c in flat]
         steps = [self.task.split_steps(c.text) for _, c in flat]
         correct = self.task.grade([p for p, _ in flat], answers)
@@ -107,134 +125,88 @@ class Evaluator:
                 "correct": ok,
                 "prompt_tokens": c.prompt_tokens,
                 "completion_tokens": c.completion_tokens,
-                "flops": 2.0 * self.engine.num_parameters * (c.prompt_tokens + c.completion_tokens),
                 "step_scores": {},
                 "verifier_cost": {},
             }
             for (_, c), a, ok in zip(flat, answers, correct)
         ]
-        for name, verifier in self.verifiers.items():
-            before = replace(verifier.usage)
-            scores = verifier.score([p for p, _ in flat], steps)
-            used = usage_delta(before, verifier.usage)
-            spent = max(1, used.verifier_calls)
-            cost = {"tokens": used.verifier_tokens / spent, "flops": used.flops / spent}
-            for record, step_scores in zip(records, scores):
-                record["step_scores"][name] = step_scores
-                record["verifier_cost"][name] = cost
-        sizes = [len(cs) for cs in outputs]
+        for key, verifier in self.verifiers.items():
+            scores, costs = verifier.score_items([p for p, _ in flat], steps)
+            for record, step_scores, spent in zip(records, scores, costs):
+                record["step_scores"][key] = step_scores
+                record["verifier_cost"][key] = {"tokens": spent.verifier_tokens, "flops": spent.verifier_flops}
         grouped, start = [], 0
-        for size in sizes:
-            grouped.append(records[start : start + size])
-            start += size
+        for cs in outputs:
+            grouped.append(records[start : start + len(cs)])
+            start += len(cs)
         return grouped
 
+    def shared_usage(self, index: int) -> Usage:
+        """Problem `index`'s cost of the shared samples drawn (generation and scoring by every verifier)."""
+        drawn = list(self.shared["pool"][index]) if "pool" in self.shared else []
+        if "greedy" in self.shared:
+            drawn.append(self.shared["greedy"][index])
+        usage = Usage()
+        for c in drawn:
+            usage += candidate_usage(c, list(c["verifier_cost"]))
+        return usage
+
+
+@dataclass
+class Evaluator:
+    """Evaluates chunks of problems with every configured strategy."""
+
+    cfg: RunConfig
+    task: Task
+    engine: Engine
+    verifiers: dict[str, Verifier]
+    strategies: list[Strategy] = field(init=False)
+    labels: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.strategies = [build_strategy(s) for s in self.cfg.strategies]
+        self.labels = labels(self.cfg.strategies)
+
+    def prompts(self, problems: Sequence[Problem]) -> list[str]:
+        prompts = [self.task.format_prompt(p) for p in problems]
+        if self.cfg.model.chat_template:
+            prompts = [self.engine.render_chat([{"role": "user", "content": p}]) for p in prompts]
+        return prompts
+
     def evaluate(self, problems: Sequence[Problem]) -> list[dict[str, Any]]:
-        """One result record per problem."""
-        prompts = self.prompts(problems)
-        records = [
-            {"id": p.id, "level": p.level, "reference": p.answer, "candidates": [], "strategies": {}} for p in problems
-        ]
-        if any(s.name == "greedy" for s in self.cfg.strategies):
-            greedy = self.candidates(problems, self.engine.generate(prompts, self.params(1, greedy=True)))
-            for record, (candidate,) in zip(records, greedy):
-                record["greedy"] = candidate
-                record["strategies"]["greedy@1"] = choice(candidate, [candidate], None)
-        pool = [s for s in self.cfg.strategies if s.name in POOL_STRATEGIES]
-        if pool:
-            size = max(s.n for s in pool)
-            outputs = self.engine.generate(prompts, self.params(size, greedy=False))
-            for record, candidates in zip(records, self.candidates(problems, outputs)):
-                record["candidates"] = candidates
-                groups = self.task.group_answers([c["answer"] for c in candidates])
-                for strategy in pool:
-                    record["strategies"].update(select(strategy, candidates, groups))
-        for strategy in (s for s in self.cfg.strategies if s.name in STEP_STRATEGIES):
-            for n in strategy_budgets(strategy):
-                results = self.search(strategy, problems, prompts, n)
-                correct = self.task.grade(problems, [r.answer for r in results])
-                for record, result, ok in zip(records, results, correct):
-                    record["strategies"][f"{strategy_label(strategy)}@{n}"] = search_outcome(result, ok, n)
+        """One result record per problem: every strategy's outcome at every budget, the shared samples, and the
+        problem's total compute."""
+        pool_size = max((s.pool_size() for s in self.strategies), default=0)
+        chunk = Chunk(self.task, self.engine, problems, self.prompts(problems), self.cfg, self.verifiers, pool_size)
+        records = [{"id": p.id, "level": p.level, "reference": p.answer, "outcomes": []} for p in problems]
+        spent = [Usage() for _ in problems]
+        for strategy, label in zip(self.strategies, self.labels):
+            for n in strategy.budgets():
+                for i, outcome in enumerate(strategy.run(chunk, n)):
+                    records[i]["outcomes"].append(self.outcome(strategy, label, n, outcome))
+                    if not strategy.shares_samples:
+                        spent[i] += outcome.usage
+        for i, record in enumerate(records):
+            record["candidates"] = chunk.shared["pool"][i] if "pool" in chunk.shared else []
+            if "greedy" in chunk.shared:
+                record["greedy"] = chunk.shared["greedy"][i]
+            spent[i] += chunk.shared_usage(i)
+            record["usage"] = cost(spent[i], self.engine)
         return records
 
-    def search(
-        self, strategy: StrategyConfig, problems: Sequence[Problem], prompts: list[str], n: int
-    ) -> list[SearchResult]:
-        """Run one step-wise strategy at budget n on a chunk of problems."""
-        search = StepSearch(
-            self.task,
-            self.engine,
-            self.verifiers[verifier_key(strategy)],
-            problems,
-            prompts,
-            self.params(1, greedy=False),
-            step_max_tokens=strategy.step_max_tokens,
-            aggregation=strategy.aggregate,
-        )
-        width, rounds = strategy.beam_width, strategy.max_rounds
-        if strategy.name == "beam":
-            return beam_search(search, n, width, rounds)
-        if strategy.name == "lookahead":
-            return lookahead_search(search, n, width, rounds, strategy.lookahead)
-        return dvts(search, n, width, rounds)
-
-
-def choice(chosen: dict | None, used: Sequence[dict], verifier: str | None) -> dict[str, Any]:
-    """A strategy's outcome: the chosen answer, whether it is right, and the compute its candidates used
-    (policy FLOPs plus those of the strategy's own verifier)."""
-    costs = [c["verifier_cost"][verifier] for c in used] if verifier else []
-    return {
-        "answer": None if chosen is None else chosen["answer"],
-        "correct": bool(chosen and chosen["correct"]),
-        "samples": len(used),
-        "tokens": sum(c["prompt_tokens"] + c["completion_tokens"] for c in used),
-        "generated_tokens": sum(c["completion_tokens"] for c in used),
-        "verifier_tokens": sum(v["tokens"] for v in costs),
-        "flops": sum(c["flops"] for c in used) + sum(v["flops"] for v in costs),
-    }
-
-
-def search_outcome(result: SearchResult, correct: bool, n: int) -> dict[str, Any]:
-    """A step-wise strategy's outcome, with the same fields as a pool strategy's plus call counts."""
-    usage = result.usage
-    chosen = None if result.chosen is None else result.candidates[result.chosen]
-    return {
-        "answer": result.answer,
-        "correct": bool(correct),
-        "samples": n,
-        "tokens": usage.prompt_tokens + usage.completion_tokens,
-        "generated_tokens": usage.completion_tokens,
-        "verifier_tokens": usage.verifier_tokens,
-        "flops": usage.flops,
-        "policy_calls": usage.policy_calls,
-        "verifier_calls": usage.verifier_calls,
-        "text": None if chosen is None else chosen.text,
-    }
-
-
-def select(strategy: StrategyConfig, candidates: list[dict], groups: list[int | None]) -> dict[str, dict]:
-    """The outcome of one pool strategy at every budget up to its n."""
-    label = strategy_label(strategy)
-    out = {}
-    for k in strategy_budgets(strategy, len(candidates)):
-        head, head_groups = candidates[:k], groups[:k]
-        if strategy.name == "pass_at_k":
-            outcome = choice(None, head, None)
-            outcome["correct"] = pass_at_k(len(candidates), sum(c["correct"] for c in candidates), k)
-        else:
-            index = pick(strategy, head, head_groups)
-            outcome = choice(None if index is None else head[index], head, verifier_key(strategy))
-        out[f"{label}@{k}"] = outcome
-    return out
-
-
-def pick(strategy: StrategyConfig, candidates: list[dict], groups: list[int | None]) -> int | None:
-    if strategy.name == "majority":
-        return majority_vote(groups)
-    scores = [aggregate(c["step_scores"][verifier_key(strategy)], strategy.aggregate) for c in candidates]
-    if strategy.name == "best_of_n":
-        return best_of_n(scores, [g is not None for g in groups])
-    return weighted_vote(groups, scores)
+    def outcome(self, strategy: Strategy, label: str, n: int, outcome: Outcome) -> dict[str, Any]:
+        """The result record of one strategy at budget n on one problem."""
+        return {
+            "strategy": strategy.name(),
+            "label": label,
+            "settings": strategy.config.settings(),
+            "budget": n,
+            "generation_budget": strategy.generation_budget(n),
+            "answer": outcome.answer,
+            "correct": outcome.correct,
+            **cost(outcome.usage, self.engine),
+            "text": outcome.text,
+        }
 
 
 def run_evaluation(
@@ -243,24 +215,29 @@ def run_evaluation(
     engine_factory: Callable[[RunConfig], Engine] | None = None,
     chunk_size: int = 16,
 ) -> dict[str, Any]:
-    """Run (or resume) an evaluation; writes results.jsonl, summary.json and the report; returns the summary."""
-    check_strategies(cfg.strategies)
+    """Run (or resume) an evaluation; writes results.jsonl, summary.json and the report; returns the summary.
+
+    The policy is named in the run's identity by `engine_identity(cfg.model)`, so a finished run loads no model;
+    an `engine_factory` (custom or test engines) is built at once and named by its engine's `model_id`.
+    """
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     task = build_task(cfg.task)
     problems = task.load()
-    specs = {verifier_key(s): s for s in cfg.strategies if s.verifier}
+    specs = {s.verifier_key(): s for s in cfg.strategies if isinstance(s, VerifiedStrategyConfig)}
     verifiers = {key: build_verifier(s.verifier, task, s.verifier_path, s.verifier_options) for key, s in specs.items()}
+    inner = engine_factory(cfg) if engine_factory else None
     store = Store(cfg.cache_path or out_dir / "store.sqlite")
-    key = run_key(cfg)
+    key = run_key(cfg, inner.model_id if inner else None)
     done = store.get_results(key)
     todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
     with Progress(enabled=show_progress) as progress:
-        inner = (engine_factory or (lambda c: build_engine(c.model)))(cfg) if todo else None
+        if todo and inner is None:
+            inner = build_engine(cfg.model)
         engine = CachedEngine(inner, store, on_generated=progress.samples) if inner else None
         progress.start(len(problems), done=len(problems) - len(todo))
         try:
-            if engine is not None:
+            if engine is not None and todo:
                 evaluator = Evaluator(cfg, task, engine, verifiers)
                 for start in range(0, len(todo), chunk_size):
                     chunk = todo[start : start + chunk_size]

@@ -117,15 +117,19 @@ def label_auc(examples: Sequence[PRMExample], oracle: Verifier) -> float | None:
 
 
 def strategies(cfg: SearchExperimentConfig, prm_path: str) -> list[StrategyConfig]:
-    """Every configured strategy with every configured verifier (majority once), at the configured budgets."""
+    """Every configured strategy with every configured verifier (majority once), at the configured budgets; each
+    takes the experiment's settings that its section has (beam_width is beam's, not best-of-N's)."""
     common = {"n": max(cfg.budgets), "budgets": cfg.budgets, "aggregate": cfg.aggregate}
-    search = {k: getattr(cfg, k) for k in ("beam_width", "lookahead", "max_rounds", "step_max_tokens")}
-    out = [StrategyConfig(name="majority", **common)] if "majority" in cfg.strategies else []
+    common |= {k: getattr(cfg, k) for k in ("beam_width", "lookahead", "max_rounds", "step_max_tokens")}
+
+    def section(name: str, **settings: Any) -> StrategyConfig:
+        fields = StrategyConfig.section_for({"name": name}).model_fields
+        return StrategyConfig(name=name, **{k: v for k, v in {**common, **settings}.items() if k in fields})
+
+    out = [section("majority")] if "majority" in cfg.strategies else []
     for verifier in cfg.verifiers:
         path = prm_path if verifier == "prm" else None
-        for name in cfg.strategies:
-            if name != "majority":
-                out.append(StrategyConfig(name=name, verifier=verifier, verifier_path=path, **common, **search))
+        out += [section(name, verifier=verifier, verifier_path=path) for name in cfg.strategies if name != "majority"]
     return out
 
 
@@ -229,7 +233,7 @@ def run_search_experiment(
     )
     summary = run_evaluation(run_cfg, show_progress=show_progress)
     records = [json.loads(line) for line in (out / "eval" / "results.jsonl").read_text().splitlines()]
-    prm_key = next((verifier_key(s) for s in run_cfg.strategies if s.verifier == "prm"), None)
+    prm_key = next((verifier_key(s) for s in run_cfg.strategies if getattr(s, "verifier", None) == "prm"), None)
     summary["prm"] = prm_metrics(cfg, examples, records, training, prm_key, prm_path)
     (out / "eval" / "summary.json").write_text(json.dumps(summary, indent=2))
     append_prm_section(out / "eval" / "report.md", summary)

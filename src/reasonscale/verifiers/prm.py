@@ -22,7 +22,7 @@ from typing import Any, Literal
 import torch
 
 from reasonscale.tasks.base import Task
-from reasonscale.types import Problem
+from reasonscale.types import Problem, Usage
 from reasonscale.verifiers.base import Verifier
 
 FORMAT_FILE = "reasonscale_prm.json"
@@ -193,6 +193,12 @@ class PRMVerifier(Verifier):
         return list(steps)
 
     def score(self, problems: Sequence[Problem], step_lists: Sequence[Sequence[str]]) -> list[list[float]]:
+        return self.score_items(problems, step_lists)[0]
+
+    def score_items(
+        self, problems: Sequence[Problem], step_lists: Sequence[Sequence[str]]
+    ) -> tuple[list[list[float]], list[Usage]]:
+        """Step scores and each solution's own cost: one call over its own tokens (prompt and steps)."""
         encoded = [
             encode_steps(self.tokenizer, self.prompt(p), self.segments(s), self.format)
             for p, s in zip(problems, step_lists)
@@ -203,11 +209,13 @@ class PRMVerifier(Verifier):
             batch = order[start : start + self.batch_size]
             for i, values in zip(batch, self._score_batch([encoded[i] for i in batch])):
                 scores[i] = values
-        tokens = sum(len(ids) for ids, _ in encoded)
-        self.usage.verifier_calls += len(encoded)
-        self.usage.verifier_tokens += tokens
-        self.usage.flops += 2.0 * self.num_parameters * tokens
-        return [self.expand(s, len(steps)) for s, steps in zip(scores, step_lists)]
+        costs = []
+        for ids, _ in encoded:
+            cost = Usage()
+            cost.add_verified(len(ids), self.num_parameters)
+            self.usage += cost
+            costs.append(cost)
+        return [self.expand(s, len(steps)) for s, steps in zip(scores, step_lists)], costs
 
     def expand(self, scores: list[float], steps: int) -> list[float]:
         """Scores per step from scores per segment (one each here)."""
