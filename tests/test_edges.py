@@ -169,3 +169,27 @@ def test_processes_sharing_a_cache_never_generate_a_sample_twice(tmp_path: Path)
     assert [w.wait(timeout=120) for w in workers] == [0, 0]
     generated = log.read_text().split()
     assert sorted(generated) == sorted(f"{p}/{i}" for p in "ab" for i in range(4))
+
+
+def test_run_totals_count_every_invocation_and_outputs_are_whole(tmp_path: Path):
+    from reasonscale.config import ModelConfig, RunConfig, TaskConfig as TC
+    from reasonscale.pipelines.evaluate import run_evaluation
+    from tests.test_evaluate import ScriptedEngine  # noqa: F401  (a scripted engine keyed by its model_id)
+
+    lab = TC(name="lab", lab={"levels": [1], "per_level": 2})
+    cfg = RunConfig(
+        model=ModelConfig(path="scripted"),
+        task=lab,
+        strategies=[{"name": "majority", "n": 2}],
+        output_dir=str(tmp_path / "run"),
+    )
+    first = run_evaluation(cfg, show_progress=False, engine_factory=lambda c: ScriptedEngine())
+    bigger = cfg.model_copy(update={"task": TC(name="lab", lab={"levels": [1], "per_level": 3})})
+    bigger_cfg = RunConfig.model_validate(bigger.model_dump())
+    second = run_evaluation(bigger_cfg, show_progress=False, engine_factory=lambda c: ScriptedEngine())
+    assert first["usage"]["model_calls"] == first["usage"]["run_model_calls"] == 4
+    again = run_evaluation(cfg, show_progress=False, engine_factory=lambda c: ScriptedEngine())
+    assert again["usage"]["model_calls"] == 0 and again["usage"]["run_model_calls"] == 4
+    assert second["usage"]["model_calls"] >= 2
+    leftovers = [p.name for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == [] and (tmp_path / "run" / "accuracy.png").stat().st_size > 0

@@ -13,6 +13,8 @@ from typing import Any
 
 import matplotlib
 
+from reasonscale import atomic
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
@@ -74,7 +76,7 @@ def plot_accuracy(summary: dict[str, Any], path: Path) -> None:
     ncol = max(1, min(len(labels), 2 * columns))
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // ncol) / rows, 1, 1))
-    fig.savefig(path, dpi=110)
+    atomic.write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png"))
     plt.close(fig)
 
 
@@ -111,7 +113,8 @@ def write_report(out_dir: Path, summary: dict[str, Any]) -> Path:
         [
             f"# reasonscale run: {task} with {model}",
             f"{summary['problems']} problems. Model calls this invocation: {usage['model_calls']}, "
-            f"cache hits: {usage['cache_hits']}. Compute charged to the run: {usage['generations']:.0f} generations, "
+            f"cache hits: {usage['cache_hits']}; model calls over all invocations of this run: "
+            f"{usage.get('run_model_calls', usage['model_calls'])}. Compute charged to the run: {usage['generations']:.0f} generations, "
             f"{usage['prompt_tokens']:.0f} prompt tokens, {usage['generated_tokens']:.0f} generated tokens, "
             f"{usage['verifier_tokens']:.0f} verifier tokens, {flops_text(usage['flops'])} FLOPs.",
             "## Accuracy by strategy and budget",
@@ -120,5 +123,5 @@ def write_report(out_dir: Path, summary: dict[str, Any]) -> Path:
         ]
     )
     path = out_dir / "report.md"
-    path.write_text(text + "\n")
+    atomic.write_text(path, text + "\n")
     return path

@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS claims (
     owner TEXT NOT NULL,
     since REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS run_calls (
+    run TEXT PRIMARY KEY,
+    model_calls INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS results (
     run TEXT NOT NULL,
     problem_id TEXT NOT NULL,
@@ -113,6 +117,18 @@ class Store:
     def get_results(self, run: str) -> dict[str, dict[str, Any]]:
         rows = self.db.execute("SELECT problem_id, record FROM results WHERE run = ? ORDER BY position", (run,))
         return {pid: json.loads(rec) for pid, rec in rows}
+
+    def add_run_calls(self, run: str, count: int) -> None:
+        """Add `count` fresh model calls to run `run`'s total over all its invocations."""
+        with self.db:
+            self.db.execute(
+                "INSERT INTO run_calls VALUES (?, ?) ON CONFLICT(run) DO UPDATE SET model_calls = model_calls + ?",
+                (run, count, count),
+            )
+
+    def run_calls(self, run: str) -> int:
+        row = self.db.execute("SELECT model_calls FROM run_calls WHERE run = ?", (run,)).fetchone()
+        return row[0] if row else 0
 
     def claim(self, keys: Iterable[str], owner: str, stale_after_s: float = CLAIM_TTL_S) -> set[str]:
         """Claim the samples `keys` for `owner` so that processes sharing this store never generate one twice.

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from reasonscale import atomic
 from reasonscale.report import write_report
 
 COST_FIELDS = (
@@ -89,8 +90,6 @@ def summarize(records: list[dict[str, Any]], cfg: BaseModel, usage: dict[str, in
 
 def write_outputs(out_dir: Path, records: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     """results.jsonl (one line per problem), summary.json and the report."""
-    with (out_dir / "results.jsonl").open("w") as fh:
-        for record in records:
-            fh.write(json.dumps(record) + "\n")
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic.write_text(out_dir / "results.jsonl", "".join(json.dumps(record) + "\n" for record in records))
+    atomic.write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     write_report(out_dir, summary)

@@ -24,6 +24,7 @@ from reasonscale.identity import digest, model_identity
 from reasonscale.progress import Progress
 from reasonscale.search.pool import candidate_usage
 from reasonscale.search.strategy import Outcome, Strategy, build_strategy, labels
+from reasonscale.runlock import run_lock
 from reasonscale.store import Store
 from reasonscale.summary import summarize, write_outputs
 from reasonscale.tasks import Task, build_task
@@ -221,23 +222,57 @@ def run_evaluation(
     an `engine_factory` (custom or test engines) is built at once and named by its engine's `model_id`.
     """
     out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     task = build_task(cfg.task)
-    problems = task.load()
+    problems = task.load()  # inputs are checked before any output is touched
     specs = {s.verifier_key(): s for s in cfg.strategies if isinstance(s, VerifiedStrategyConfig)}
     verifiers = {key: build_verifier(s.verifier, task, s.verifier_path, s.verifier_options) for key, s in specs.items()}
     inner = engine_factory(cfg) if engine_factory else None
-    store = Store(cfg.cache_path or out_dir / "store.sqlite")
-    key = run_key(cfg, inner.model_id if inner else None)
+    with run_lock(out_dir):
+        store = Store(cfg.cache_path or out_dir / "store.sqlite")
+        key = run_key(cfg, inner.model_id if inner else None)
+        engine = _evaluate_missing(cfg, task, problems, verifiers, inner, store, key, show_progress, chunk_size)
+        records = list(store.get_results(key).values())
+        calls = engine.misses if engine else 0
+        usage = {
+            "model_calls": calls,
+            "cache_hits": engine.hits if engine else 0,
+            "run_model_calls": store.run_calls(key),
+        }
+        store.close()
+        summary = summarize(records, cfg, usage)
+        write_outputs(out_dir, records, summary)
+    return summary
+
+
+def _evaluate_missing(
+    cfg: RunConfig,
+    task: Task,
+    problems: list[Problem],
+    verifiers: dict[str, Verifier],
+    inner: Engine | None,
+    store: Store,
+    key: str,
+    show_progress: bool,
+    chunk_size: int,
+) -> CachedEngine | None:
+    """Evaluate the problems not yet stored under `key`, committing each chunk; returns the caching engine used
+    (None when nothing was left). Model calls are added to the run's total as each chunk of samples lands."""
     done = store.get_results(key)
     todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
     with Progress(enabled=show_progress) as progress:
         if todo and inner is None:
             inner = build_engine(cfg.model)
-        engine = CachedEngine(inner, store, on_generated=progress.samples) if inner else None
+        if inner is None:
+            return None
+
+        def generated(count: int) -> None:
+            store.add_run_calls(key, count)
+            progress.samples(count)
+
+        engine = CachedEngine(inner, store, on_generated=generated)
         progress.start(len(problems), done=len(problems) - len(todo))
         try:
-            if engine is not None and todo:
+            if todo:
                 evaluator = Evaluator(cfg, task, engine, verifiers)
                 for start in range(0, len(todo), chunk_size):
                     chunk = todo[start : start + chunk_size]
@@ -245,11 +280,5 @@ def run_evaluation(
                         store.put_result(key, record["id"], position, record)
                     progress.problems(len(chunk))
         finally:
-            if engine is not None:
-                engine.close()
-    records = list(store.get_results(key).values())
-    usage = {"model_calls": engine.misses if engine else 0, "cache_hits": engine.hits if engine else 0}
-    store.close()
-    summary = summarize(records, cfg, usage)
-    write_outputs(out_dir, records, summary)
-    return summary
+            engine.close()
+    return engine
