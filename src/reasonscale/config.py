@@ -207,7 +207,7 @@ class StepSearchConfig(VerifiedStrategyConfig):
     }
 
     beam_width: int = Field(4, ge=1, description="M: expansions per kept beam (beam, lookahead), subtree width (dvts)")
-    max_rounds: int = Field(12, ge=1, description="step rounds before unfinished solutions are completed in one go")
+    max_rounds: int = Field(12, ge=1, description="step rounds; then the open beams run to their end unpruned")
     step_max_tokens: int = Field(48, ge=1, description="token limit of one step in step-wise search")
 
 
