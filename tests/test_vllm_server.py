@@ -4,7 +4,9 @@ search, and a server restart in the middle of a cached search that the run rides
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -50,7 +52,7 @@ class VLLMServer:
         ]  # fmt: skip
         env = {**os.environ, **CPU_ENV, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}  # the server runs its engine apart
         with self.log.open("a") as log:
-            self.process = subprocess.Popen(args, stdout=log, stderr=log, env=env)
+            self.process = subprocess.Popen(args, stdout=log, stderr=log, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
@@ -63,10 +65,11 @@ class VLLMServer:
         raise RuntimeError(f"the vLLM server did not start:\n{self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()  # SIGKILL: no graceful shutdown, like a crash
+        """SIGKILL the server and its engine processes (its own process group), as a crash would."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-            time.sleep(1.0)  # let its engine process notice and go
 
 
 @pytest.fixture(scope="module")
