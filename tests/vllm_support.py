@@ -26,8 +26,9 @@ CPU_ENV = {
     "HF_HUB_OFFLINE": "1",
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
 }
-for _name, _value in CPU_ENV.items():
-    os.environ.setdefault(_name, _value)
+if UNAVAILABLE is None:  # set before any vLLM engine starts; without vLLM, nothing changes
+    for _name, _value in CPU_ENV.items():
+        os.environ.setdefault(_name, _value)
 
 
 def vllm_lab_model(directory: Path) -> Path:
