@@ -80,7 +80,7 @@ def lab_model(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def vllm_engine(lab_model):
-    with VLLMEngine(lab_model, dtype="float32", distributed_executor_backend="uni") as engine:
+    with VLLMEngine(lab_model, dtype="float32") as engine:
         yield engine
 
 

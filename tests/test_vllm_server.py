@@ -48,7 +48,8 @@ class VLLMServer:
         args = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
             "--served-model-name", "lab", "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32",
-            "--enforce-eager", "--enable-prefix-caching", "--no-enable-chunked-prefill", "--uvicorn-log-level", "warning",
+            "--enforce-eager", "--enable-prefix-caching", "--no-enable-chunked-prefill",
+            "--uvicorn-log-level", "warning",
         ]  # fmt: skip
         env = {**os.environ, **CPU_ENV, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}  # the server runs its engine apart
         with self.log.open("a") as log:

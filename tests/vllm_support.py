@@ -31,9 +31,13 @@ if UNAVAILABLE is None:  # set before any vLLM engine starts; without vLLM, noth
         os.environ.setdefault(_name, _value)
 
 
+MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
 def vllm_lab_model(directory: Path) -> Path:
     """A small lab model (fp32, 2 layers, 128 wide, 2 heads of 64) trained for 100 steps (kept in the lab cache),
-    its model and tokenizer files copied to `directory`."""
+    its model and tokenizer files copied to `directory` (identity.directory_identity currently skips every file
+    whose absolute path has a '.cache' folder, so a model inside ~/.cache has no identity)."""
     from reasonscale.lab.model import MIX, ModelSpec, Preset, TrainSpec
     from reasonscale.lab.train import preset_dir, train
 
@@ -44,7 +48,7 @@ def vllm_lab_model(directory: Path) -> Path:
     )
     trained = train(preset_dir(preset), preset, progress=False)
     directory.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+    for name in MODEL_FILES:
         shutil.copy(trained / name, directory / name)
     return directory
 
