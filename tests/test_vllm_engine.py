@@ -132,6 +132,10 @@ def test_samples_are_reproducible_per_seed_and_sample_index(vllm_engine):
     assert index_2 == together[0][2]  # sample i is the same whatever samples come with it
     reseeded = vllm_engine.generate(PROMPTS, replace(params, seed=3))
     assert reseeded != together
+    long = "".join(PROMPTS[:7])  # over two of vLLM's 128-token blocks: the second call reads them from its cache
+    assert len(vllm_engine._encode(long)) > 256
+    first = vllm_engine.generate([long], params)[0]
+    assert vllm_engine.generate([*PROMPTS, long], params)[-1] == first
 
 
 @needs_vllm
