@@ -67,7 +67,9 @@ class ModelConfig(Section):
     replica_engine: Literal["hf", "vllm"] = "hf"
     ray_address: str | None = Field(None, description="existing cluster, e.g. ray://head:10001 or auto")
     cpus_per_replica: float = Field(1.0, ge=0)
-    gpus_per_replica: float | None = Field(None, ge=0, description="default: tensor_parallel_size for vllm, else 0")
+    gpus_per_replica: float | None = Field(
+        None, ge=0, description="default: tensor_parallel_size for vllm on a cluster with GPUs, else 0"
+    )
 
 
 class SamplingConfig(Section):
