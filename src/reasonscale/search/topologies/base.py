@@ -1,0 +1,54 @@
+"""What the step-wise topologies share: their config fields and a run that builds a `StepSearch` per chunk."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import ClassVar
+
+from pydantic import Field
+
+from reasonscale.config import VerifiedStrategyConfig
+from reasonscale.search.stepwise import SearchResult, StepSearch
+from reasonscale.search.strategy import Chunk, Outcome, Strategy
+
+
+class TopologyConfig(VerifiedStrategyConfig):
+    """A step-wise topology guided by a verifier: `depth` bounds the steps searched (deeper states are run to the
+    end of their solution unpruned), `children` is the branching (continuations proposed per state)."""
+
+    SHORT: ClassVar[dict[str, str]] = {**VerifiedStrategyConfig.SHORT, "step_max_tokens": "step_tokens"}
+
+    depth: int = Field(12, ge=1, description="steps searched before a state is run to its end without pruning")
+    children: int = Field(2, ge=1, description="continuations proposed per expanded state (branching)")
+    step_max_tokens: int = Field(48, ge=1, description="token limit of one step call")
+
+
+class TopologyStrategy(Strategy):
+    """A topology over steps: charged every step it generates and every state its verifier scores."""
+
+    config: TopologyConfig
+
+    def generation_budget(self, n: int) -> float:
+        return float(n * self.config.children)
+
+    def run(self, chunk: Chunk, n: int) -> list[Outcome]:
+        search = StepSearch(
+            chunk.task,
+            chunk.engine,
+            chunk.verifier(self.config),
+            chunk.problems,
+            chunk.prompts,
+            chunk.sampling(),
+            step_max_tokens=self.config.step_max_tokens,
+            aggregation=self.config.aggregate,
+        )
+        results = self.search(search, n)
+        correct = chunk.task.grade(chunk.problems, [r.answer for r in results])
+        return [
+            Outcome(r.answer, float(ok), r.usage, None if r.chosen is None else r.candidates[r.chosen].text)
+            for r, ok in zip(results, correct)
+        ]
+
+    @abstractmethod
+    def search(self, search: StepSearch, n: int) -> list[SearchResult]:
+        """One result per problem at budget n."""
