@@ -192,3 +192,29 @@ def test_mcts_expands_one_leaf_per_simulation_and_re_values_finished_ones(tmp_pa
     results = mcts(make_script_search(task, engine, verifier), 6, 2, 8, 0.0, False)
     assert all(len(requests) in (2, 4) for _, requests in engine.calls)  # one leaf x 2 children per open problem
     assert [r.answer for r in results] == [p.answer for p in task.load()]
+
+
+def test_the_policy_values_states_itself_through_a_value_prompt_file(tmp_path, tiny_model_dir):
+    prompts = tmp_path / "prompts.yaml"  # the character tokenizer's single-token Yes / No
+    prompts.write_text(
+        "value:\n  mode: token\n  prompt_template: 'Q: {question}\\n'\n  step_separator: ' ok?'\n"
+        "  step_tag: '?'\n  good_token: 'Y'\n  bad_token: 'N'\n"
+    )
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(f'{{"question": "What is {i} plus 1?", "answer": "{i + 1}"}}\n' for i in range(2)))
+    tot = {"name": "tot", "n": 2, "verifier": f"prm:{tiny_model_dir}", "value_prompt": f"{prompts}#value"}
+    cfg = RunConfig.model_validate(
+        {
+            "model": {"path": str(tiny_model_dir), "chat_template": True, "device": "cpu"},
+            "task": {"name": "jsonl", "path": str(data), "grader": "numeric"},
+            "sampling": {"max_tokens": 12},
+            "strategies": [{**tot, "depth": 2, "step_max_tokens": 4}],
+            "output_dir": str(tmp_path / "run"),
+        }
+    )
+    assert cfg.strategies[0].verifier_options["good_token"] == "Y"
+    summary = run_evaluation(cfg, show_progress=False)
+    cost = summary["cost_per_problem"]["tot[prm]@2"]
+    assert cost["verifier_tokens"] > 0 and cost["verifier_flops"] > 0 and cost["generated_tokens"] > 0
+    with pytest.raises(ValueError, match="no prompt 'missing'"):
+        StrategyConfig(**{**tot, "value_prompt": f"{prompts}#missing"})

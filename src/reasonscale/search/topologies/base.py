@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from reasonscale.config import VerifiedStrategyConfig
+from reasonscale.prompts import load_prompt
 from reasonscale.search.stepwise import SearchResult, StepSearch
 from reasonscale.search.strategy import Chunk, Outcome, Strategy
 
@@ -21,6 +22,26 @@ class TopologyConfig(VerifiedStrategyConfig):
     depth: int = Field(12, ge=1, description="steps searched before a state is run to its end without pruning")
     children: int = Field(2, ge=1, description="continuations proposed per expanded state (branching)")
     step_max_tokens: int = Field(48, ge=1, description="token limit of one step call")
+    value_prompt: str | None = Field(
+        None,
+        description="the policy values states itself: a prompt of prompts/topologies.yaml (value) or FILE.yaml#NAME, "
+        "read as a token-mode PRM; use with verifier: prm and the policy as verifier_path",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_value_prompt(cls, data: Any) -> Any:
+        """The value prompt's PRM format becomes the verifier's options (explicit options win)."""
+        if isinstance(data, dict) and data.get("value_prompt"):
+            options = {**load_prompt(data["value_prompt"]), **data.get("verifier_options", {})}
+            data = {**data, "verifier_options": options}
+        return data
+
+    @model_validator(mode="after")
+    def _value_prompt_needs_a_model(self) -> TopologyConfig:
+        if self.value_prompt and self.verifier not in ("prm", "orm"):
+            raise ValueError(f"value_prompt needs verifier: prm (the policy as verifier_path), not '{self.verifier}'")
+        return self
 
 
 class TopologyStrategy(Strategy):
