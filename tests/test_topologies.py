@@ -4,6 +4,7 @@ scripted continuations: DFS backtracking, GoT aggregation, UCT bookkeeping, comp
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pytest
 from test_search import NoisyLabPolicy, accuracy, greedy_accuracy, make_search
@@ -14,6 +15,7 @@ from reasonscale.config import LabTaskConfig, ModelConfig, RunConfig, SamplingCo
 from reasonscale.lab.generator import generate
 from reasonscale.pipelines.evaluate import run_evaluation
 from reasonscale.search.stepwise import Beam, StepSearch
+from reasonscale.search.topologies.cot import CoT, CoTConfig
 from reasonscale.search.topologies.got import Controller, GoTConfig, merge_steps, sub_questions
 from reasonscale.search.topologies.mcts import Node, backup, mcts, select, uct
 from reasonscale.search.topologies.tot import bfs, dfs
@@ -58,6 +60,25 @@ def test_usage_matches_engine_token_counts(lab, name):
     assert total.prompt_tokens == sum(c.prompt_tokens for c in engine.returned)
     assert total.completion_tokens == sum(c.completion_tokens for c in engine.returned)
     assert total.verifier_calls > 0
+
+
+@dataclass
+class PlainChunk:
+    task: LabTask
+    engine: NoisyLabPolicy
+    problems: list
+    prompts: list
+
+    def sampling(self, n: int = 1, greedy: bool = False) -> SamplingParams:
+        return SamplingParams(n, 0.0 if greedy else 0.8, max_tokens=200, stop=self.task.solution_stop)
+
+
+def test_cot_is_charged_its_chains_and_votes(lab):
+    engine = NoisyLabPolicy()
+    outcomes = CoT(CoTConfig()).run(PlainChunk(lab[0], engine, lab[1], lab[2]), 5)
+    assert sum(o.usage.policy_calls for o in outcomes) == len(engine.returned) == 5 * len(lab[1])
+    assert sum(o.usage.completion_tokens for o in outcomes) == sum(c.completion_tokens for c in engine.returned)
+    assert all(o.text is not None and (o.answer is None or o.answer in o.text) for o in outcomes)
 
 
 def test_got_charges_sub_goals_to_their_problem(lab):

@@ -147,9 +147,9 @@ class Controller:
         return out
 
     def generate(self, thoughts: list[Thought], k: int) -> list[Thought]:
-        out = []
+        out = [t for t in thoughts if t.beam.done]  # a finished solution is kept as it is
         for goal_kind in (True, False):  # the problems' thoughts, then the sub-goals'
-            mine = [t for t in thoughts if (t.goal < len(self.main.problems)) == goal_kind]
+            mine = [t for t in thoughts if (t.goal < len(self.main.problems)) == goal_kind and not t.beam.done]
             if not mine:
                 continue
             search = self.search_of(mine[0].goal)
