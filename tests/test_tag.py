@@ -96,10 +96,16 @@ def lab_config(tmp_path) -> AnnotateConfig:
 def test_annotation_labels_every_response_and_resumes(tmp_path):
     cfg = lab_config(tmp_path)
     engines: list[NoisyLabPolicy] = []
-    summary = run_annotation(cfg, show_progress=False, engine_factory=lambda c: engines.append(NoisyLabPolicy()) or engines[-1])
+
+    def fresh(_):
+        engines.append(NoisyLabPolicy())
+        return engines[-1]
+
+    summary = run_annotation(cfg, show_progress=False, engine_factory=fresh)
     rows = [json.loads(line) for line in (tmp_path / "tag" / "annotations.jsonl").read_text().splitlines()]
     assert len(rows) == 6 * 5 * 2
-    assert {r["variant"] for r in rows} == {"cot", "tot[oracle]", "got[oracle,nb=1]", "got[oracle,nb=2]", "mcts[oracle]"}
+    variants = {"cot", "tot[oracle]", "got[oracle,nb=1]", "got[oracle,nb=2]", "mcts[oracle]"}
+    assert {r["variant"] for r in rows} == variants
     assert all(r["usage"]["generated_tokens"] > 0 and r["text"] for r in rows)
     assert {r["response"] for r in rows} == {0, 1}
     one = lab_config(tmp_path).model_copy(update={"responses": 1, "output_dir": str(tmp_path / "one")})
@@ -110,16 +116,15 @@ def test_annotation_labels_every_response_and_resumes(tmp_path):
     assert tag["questions"] == 6 and sum(tag["segments"].values()) == 6
     assert tag["oracle_topology_accuracy"] >= tag["best_single"]["accuracy"]
     assert tag["variants"]["tot[oracle]"]["accuracy"] > tag["variants"]["cot"]["accuracy"]
-    assert load_from_disk(str(tmp_path / "tag" / "dataset")).to_list() == [
-        {**r, "usage": r["usage"]} for r in rows
-    ]
-    again = run_annotation(cfg, show_progress=False, engine_factory=lambda c: engines.append(NoisyLabPolicy()) or engines[-1])
+    assert load_from_disk(str(tmp_path / "tag" / "dataset")).to_list() == rows
+    again = run_annotation(cfg, show_progress=False, engine_factory=fresh)
     assert engines[-1].calls == 0 and again["tag"] == tag  # resumed from the store: no model call
 
 
 def test_annotate_command_runs_a_chat_model_on_a_word_problem(tmp_path, tiny_model_dir):
     data = tmp_path / "q.jsonl"
-    data.write_text("".join(json.dumps({"question": f"What is {i} plus 1?", "answer": str(i + 1)}) + "\n" for i in range(2)))
+    lines = [json.dumps({"question": f"What is {i} plus 1?", "answer": str(i + 1)}) for i in range(2)]
+    data.write_text("\n".join(lines) + "\n")
     config = tmp_path / "tag.yaml"
     config.write_text(yaml.safe_dump({
         "model": {"path": str(tiny_model_dir), "chat_template": True, "device": "cpu"},

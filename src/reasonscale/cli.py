@@ -139,7 +139,8 @@ def tag_table(tag: dict[str, Any]) -> Table:
         table.add_column(header, justify="right", no_wrap=True, min_width=4)
     for label, v in tag["variants"].items():
         cells = [f"{v['accuracy_by_level'].get(lvl, float('nan')):.3f}" for lvl in levels]
-        table.add_row(escape(label), f"{v['accuracy']:.3f}", *cells, f"{v['win_rate']:.3f}", f"{v['generated_tokens']:.0f}")
+        win, tokens = f"{v['win_rate']:.3f}", f"{v['generated_tokens']:.0f}"
+        table.add_row(escape(label), f"{v['accuracy']:.3f}", *cells, win, tokens)
     return table
 
 
