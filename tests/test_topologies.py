@@ -239,3 +239,17 @@ def test_the_policy_values_states_itself_through_a_value_prompt_file(tmp_path, t
     assert cost["verifier_tokens"] > 0 and cost["verifier_flops"] > 0 and cost["generated_tokens"] > 0
     with pytest.raises(ValueError, match="no prompt 'missing'"):
         StrategyConfig(**{**tot, "value_prompt": f"{prompts}#missing"})
+
+
+def test_got_splitting_the_branches_beats_got_without_on_wide_problems():
+    task = LabTask(TaskConfig(name="lab", lab=LabTaskConfig(levels=[5], per_level=20)))
+    problems = task.load()
+    wide = (task, problems, [task.format_prompt(p) for p in problems])
+    assert all(len(sub_questions(p.question, 2)) == 3 for p in problems)  # three branches each
+
+    def got(depth: int) -> float:
+        config = GoTConfig(name="got", verifier="oracle", depth=depth, neighbours=3)
+        return accuracy(wide, Controller(make_search(wide, NoisyLabPolicy()), config).run(2))
+
+    greedy = greedy_accuracy(wide, NoisyLabPolicy())
+    assert got(1) >= got(0) + 0.25 and got(1) >= greedy + 0.3
