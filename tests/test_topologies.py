@@ -118,9 +118,13 @@ def test_topologies_run_through_the_evaluation(tmp_path):
 
 def test_got_splits_a_wide_question_into_its_branches():
     graph = generate(5, "x")  # h = d // g, g = a - f, f = c // 6
-    assert graph.question.startswith("a=37-15, b=13+31, c=22-14, d=7+40")
-    assert sub_questions(graph.question, 1) == ["d=7+40. Find d.", "a=37-15, c=22-14, f=c//6, g=a-f. Find g."]
-    assert sub_questions(graph.question, 2) == ["d=7+40. Find d.", "a=37-15. Find a.", "c=22-14, f=c//6. Find f."]
+    question = graph.question
+    assert question == "a=37-15, b=13+31, c=22-14, d=7+40, e=5+10, f=c//6, g=a-f, h=d//g. Find h."
+    definitions = question.removesuffix(" Find h.")
+    assert sub_questions(question, 1) == [f"{definitions} Find d.", f"{definitions} Find g."]
+    assert sub_questions(question, 2) == [f"{definitions} Find {x}." for x in "daf"]
+    assert sub_questions(question, 1, prune=True) == ["d=7+40. Find d.", "a=37-15, c=22-14, f=c//6, g=a-f. Find g."]
+    assert sub_questions(question, 2, prune=True) == ["d=7+40. Find d.", "a=37-15. Find a.", "c=22-14, f=c//6. Find f."]
     assert sub_questions(generate(1, "x").question, 3) == [] and sub_questions("How many apples?", 1) == []
 
 

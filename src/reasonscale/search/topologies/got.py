@@ -5,8 +5,9 @@ of it. Operations (configured in order as `operations`):
 
 - `split`: replace each problem's thought by one thought per sub-goal. On the lab domain the sub-goals are the
   independent branches of the question's computation graph: from the asked quantity, each operation that combines
-  two computed quantities is split into the sub-questions of its two inputs, `depth` levels down (only the
-  question's structure is read, never a value). Elsewhere a problem is its only goal.
+  two computed quantities is split into its two inputs, `depth` levels down, and each is asked for by a
+  sub-question (the same definitions, or with `prune` only those it needs; only the question's structure is read,
+  never a value). Elsewhere a problem is its only goal.
 - `generate`: `k` (default: the budget N) complete solutions from each thought, step by step.
 - `score`: the verifier's value of each thought.
 - `keep_best`: the best `k` (default 1) thoughts per goal.
@@ -65,6 +66,7 @@ class GoTConfig(TopologyConfig):
     depth: int = Field(1, ge=0, description="levels of combining operations split into sub-goals")
     neighbours: int = Field(2, ge=1, description="thoughts (of different goals) merged by one aggregation")
     threshold: float = Field(0.5, description="steps valued below it end a thought's verified part")
+    prune: bool = Field(False, description="lab sub-questions keep only the definitions their quantity needs")
     operations: list[Operation] = Field(default_factory=lambda: [Operation(**o) for o in DEFAULT_PLAN])
 
     @model_validator(mode="after")
@@ -134,7 +136,7 @@ class Controller:
         out = []
         for thought in thoughts:
             problem = self.main.problems[thought.beam.problem]
-            questions = sub_questions(problem.question, self.config.depth)
+            questions = sub_questions(problem.question, self.config.depth, self.config.prune)
             if not questions:
                 out.append(thought)
                 continue
@@ -204,9 +206,10 @@ class Controller:
         return good
 
 
-def sub_questions(question: str, depth: int) -> list[str]:
+def sub_questions(question: str, depth: int, prune: bool = False) -> list[str]:
     """The sub-questions of a lab question's independent branches, `depth` combining operations down from the
-    asked quantity; [] when the question is no lab question or has nothing to split."""
+    asked quantity: the same definitions asking for the branch's quantity instead (with `prune`, only the
+    definitions it needs); [] when the question is no lab question or has nothing to split."""
     try:
         graph = Graph.from_question(question)
     except ValueError:
@@ -216,12 +219,13 @@ def sub_questions(question: str, depth: int) -> list[str]:
         heads = [i for h in heads for i in (graph.by_name[h].inputs if len(graph.by_name[h].inputs) == 2 else [h])]
     if heads == [graph.target]:
         return []
-    return [_sub_question(graph, head) for head in dict.fromkeys(heads)]
+    return [_sub_question(graph, head, prune) for head in dict.fromkeys(heads)]
 
 
-def _sub_question(graph: Graph, head: str) -> str:
+def _sub_question(graph: Graph, head: str, prune: bool) -> str:
     needed = Graph(graph.nodes, head).needed
-    return ", ".join(n.definition() for n in graph.nodes if n.name in needed) + f". Find {head}."
+    kept = [n for n in graph.nodes if n.name in needed or not prune]
+    return ", ".join(n.definition() for n in kept) + f". Find {head}."
 
 
 def merge_steps(parts: Sequence[Sequence[str]], question: str) -> list[str]:
