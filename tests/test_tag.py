@@ -119,6 +119,8 @@ def test_annotation_labels_every_response_and_resumes(tmp_path):
     assert load_from_disk(str(tmp_path / "tag" / "dataset")).to_list() == rows
     again = run_annotation(cfg, show_progress=False, engine_factory=fresh)
     assert engines[-1].calls == 0 and again["tag"] == tag  # resumed from the store: no model call
+    report = (tmp_path / "tag" / "tag_report.md").read_text()
+    assert "| mcts[oracle] |" in report and f"headroom {tag['headroom']:.3f}" in report
 
 
 def test_annotate_command_runs_a_chat_model_on_a_word_problem(tmp_path, tiny_model_dir):

@@ -4,7 +4,7 @@ budget `n`); response i is an ordinary evaluation run with sampling seed `seed +
 the run store like any other. The responses are then labelled, ranked and segmented (`reasonscale.data.tag`).
 
 Writes `annotations.jsonl` (one row per response), `dataset/` (the same rows as a `datasets` dataset, via
-`save_to_disk`) and `tag_summary.json` to `output_dir`.
+`save_to_disk`), `tag_summary.json` and `tag_report.md` to `output_dir`.
 """
 
 from __future__ import annotations
@@ -117,7 +117,32 @@ def run_annotation(
     write_jsonl(rows, out_dir / "annotations.jsonl")
     save_dataset(rows, out_dir / "dataset")
     atomic.write_text(out_dir / "tag_summary.json", json.dumps(summary, indent=2))
+    atomic.write_text(out_dir / "tag_report.md", tag_report(summary["tag"]))
     return summary
+
+
+def tag_report(tag: dict[str, Any]) -> str:
+    """The summary as Markdown: per variant accuracy (overall, per level), win rate and compute per response; the
+    segments per level; the headroom of the best topology per question over the best single one."""
+    levels = sorted({lvl for v in tag["variants"].values() for lvl in v["accuracy_by_level"]})
+    head = ["topology", "accuracy", *(f"L{lvl}" for lvl in levels), "win rate", "sole wins", "tokens", "FLOPs"]
+    lines = [f"# TAG: {tag['questions']} questions", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, v in tag["variants"].items():
+        by_level = [f"{v['accuracy_by_level'].get(lvl, float('nan')):.3f}" for lvl in levels]
+        cells = [label, f"{v['accuracy']:.3f}", *by_level, f"{v['win_rate']:.3f}", str(v["sole_wins"])]
+        lines.append("| " + " | ".join([*cells, f"{v['generated_tokens']:.0f}", f"{v['flops']:.3g}"]) + " |")
+    lines += ["", "Tokens and FLOPs: mean per response. Segments per level:", "", "| level | easy | medium | hard |"]
+    lines.append("|---|---|---|---|")
+    for level, counts in sorted(tag["segments_by_level"].items()):
+        lines.append(f"| {level} | {counts['easy']} | {counts['medium']} | {counts['hard']} |")
+    best = tag["best_single"]
+    lines += [
+        "",
+        f"Best topology per question (oracle router): {tag['oracle_topology_accuracy']:.3f}; best single topology "
+        f"({best['variant']}): {best['accuracy']:.3f}; headroom {tag['headroom']:.3f}.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _respond(runs, keys, todo, problems, task, verifiers, inner, store, show_progress, chunk_size) -> None:
