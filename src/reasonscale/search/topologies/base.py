@@ -1,16 +1,14 @@
-"""What the step-wise topologies share: their config fields and a run that builds a `StepSearch` per chunk."""
+"""What the step-wise topologies share: their config fields, and the step-wise strategy they run as."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
 from reasonscale.config import VerifiedStrategyConfig
 from reasonscale.prompts import load_prompt
-from reasonscale.search.stepwise import SearchResult, StepSearch
-from reasonscale.search.strategy import Chunk, Outcome, Strategy
+from reasonscale.search.step_strategies import StepStrategy
 
 
 class TopologyConfig(VerifiedStrategyConfig):
@@ -44,32 +42,11 @@ class TopologyConfig(VerifiedStrategyConfig):
         return self
 
 
-class TopologyStrategy(Strategy):
-    """A topology over steps: charged every step it generates and every state its verifier scores."""
+class TopologyStrategy(StepStrategy):
+    """A topology over steps (run like the step-wise searches: a `StepSearch` per chunk), charged every step it
+    generates and every state its verifier scores."""
 
-    config: TopologyConfig
+    config: TopologyConfig  # type: ignore[assignment]
 
     def generation_budget(self, n: int) -> float:
         return float(n * self.config.children)
-
-    def run(self, chunk: Chunk, n: int) -> list[Outcome]:
-        search = StepSearch(
-            chunk.task,
-            chunk.engine,
-            chunk.verifier(self.config),
-            chunk.problems,
-            chunk.prompts,
-            chunk.sampling(),
-            step_max_tokens=self.config.step_max_tokens,
-            aggregation=self.config.aggregate,
-        )
-        results = self.search(search, n)
-        correct = chunk.task.grade(chunk.problems, [r.answer for r in results])
-        return [
-            Outcome(r.answer, float(ok), r.usage, None if r.chosen is None else r.candidates[r.chosen].text)
-            for r, ok in zip(results, correct)
-        ]
-
-    @abstractmethod
-    def search(self, search: StepSearch, n: int) -> list[SearchResult]:
-        """One result per problem at budget n."""
