@@ -148,3 +148,15 @@ def test_annotate_command_runs_a_chat_model_on_a_word_problem(tmp_path, tiny_mod
 def test_the_lab_example_config_is_valid():
     cfg = load_config("examples/lab_tag.yaml", [], AnnotateConfig)
     assert {t.name for t in cfg.topologies} == {"cot", "tot", "got", "mcts"}
+
+
+def test_a_grid_expands_every_topology_that_has_the_setting(tmp_path):
+    cfg = lab_config(tmp_path).model_copy(update={"grid": {"children": [2, 3], "depth": [4]}})
+    variants = cfg.variants()
+    assert [(v.name, getattr(v, "children", None), getattr(v, "depth", None)) for v in variants] == [
+        ("cot", None, None), ("tot", 2, 4), ("tot", 3, 4), ("got", 2, 4), ("got", 3, 4), ("got", 2, 4),
+        ("got", 3, 4), ("mcts", 2, 4), ("mcts", 3, 4),
+    ]  # fmt: skip
+    assert len(cfg.response_run(0).strategies) == 9
+    with pytest.raises(ValueError, match="grid.childen"):
+        AnnotateConfig.model_validate({**lab_config(tmp_path).model_dump(), "grid": {"childen": [2]}})

@@ -1,6 +1,6 @@
 """`reasonscale annotate`: TAG (SOLAR) over any model and task. Every question is answered `responses` times by
-every configured topology (each variant of depth, children or neighbours is an entry of its own, run at its
-budget `n`); response i is an ordinary evaluation run with sampling seed `seed + i`, stored and resumed through
+every configured topology (each variant of depth, children or neighbours is an entry of its own, or comes from
+`grid`; each runs at its budget `n`); response i is an ordinary evaluation run with sampling seed `seed + i`, stored and resumed through
 the run store like any other. The responses are then labelled, ranked and segmented (`reasonscale.data.tag`).
 
 Writes `annotations.jsonl` (one row per response), `dataset/` (the same rows as a `datasets` dataset, via
@@ -9,6 +9,7 @@ Writes `annotations.jsonl` (one row per response), `dataset/` (the same rows as 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,10 @@ class AnnotateConfig(Section):
     topologies: list[SerializeAsAny[Annotated[StrategyConfig, BeforeValidator(_as_section)]]] = Field(
         min_length=1, description="strategy sections (cot, tot, got, mcts...), each run at its budget n"
     )
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="variants: every topology whose section has a key here runs once per combination of its values",
+    )
     responses: int = Field(4, ge=1, description="responses per question x topology (seeds seed..seed+responses-1)")
     segments: SegmentConfig = Field(default_factory=SegmentConfig)
     output_dir: str = "runs/tag"
@@ -70,13 +75,31 @@ class AnnotateConfig(Section):
             raise ValueError("give either model (a path or hub id) or policy (a lab preset), not both")
         return self
 
+    @model_validator(mode="after")
+    def _grid_keys_exist(self) -> AnnotateConfig:
+        for key, values in self.grid.items():
+            if not values:
+                raise ValueError(f"grid.{key}: give at least one value")
+            if not any(key in type(t).model_fields for t in self.topologies):
+                raise ValueError(f"grid.{key}: no configured topology has this setting")
+        return self
+
+    def variants(self) -> list[StrategyConfig]:
+        """Every topology, once per combination of the grid values of the settings its section has."""
+        out = []
+        for topology in self.topologies:
+            keys = [k for k in self.grid if k in type(topology).model_fields]
+            for values in itertools.product(*(self.grid[k] for k in keys)):
+                out.append(_as_section({**topology.model_dump(), **dict(zip(keys, values))}))
+        return out
+
     def response_run(self, index: int) -> RunConfig:
         """Response `index` as an evaluation run: every topology at its budget n, seed + index."""
         return RunConfig(
             model=self.model or ModelConfig(path=f"lab-preset:{self.policy}"),
             task=self.task,
             sampling=self.sampling.model_copy(update={"seed": self.sampling.seed + index}),
-            strategies=[t.model_copy(update={"budgets": [t.n]}) for t in self.topologies],
+            strategies=[t.model_copy(update={"budgets": [t.n]}) for t in self.variants()],
             output_dir=self.output_dir,
             cache_path=self.cache_path,
         )
