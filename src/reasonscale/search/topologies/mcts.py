@@ -22,14 +22,14 @@ class MCTSConfig(TopologyConfig):
     rollout: bool = Field(False, description="value a new state at the end of a sampled rollout from it")
 
 
-@dataclass
+@dataclass(eq=False)
 class Node:
     """A state of the tree: `visits` counts the evaluations in its subtree (its own included), `total` sums their
     values, so `total / visits` is its mean value."""
 
     beam: Beam
     depth: int = 0
-    parent: Node | None = None
+    parent: Node | None = field(default=None, repr=False)
     children: list[Node] = field(default_factory=list)
     visits: int = 0
     total: float = 0.0
