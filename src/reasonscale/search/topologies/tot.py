@@ -83,7 +83,9 @@ def dfs(
         ends = search.finish([popped[p][0] for p in deep])
         search.score(ends)
         for p, end in zip(deep, ends):
-            _keep(end, threshold, found[p], best, p)
+            if end.score >= threshold:
+                found[p].append(end)
+            best[p] = _better(best[p], end)
         grow = [p for p, (s, d) in popped.items() if not s.done and d < depth]
         proposals = search.expand([popped[p][0] for p in grow], children)
         search.score(proposals)
@@ -91,8 +93,7 @@ def dfs(
             expanded[p] += 1
             mine = proposals[i * children : (i + 1) * children]
             for child in mine:
-                if best[p] is None or child.score > best[p].score:
-                    best[p] = child
+                best[p] = _better(best[p], child)
             good = sorted((c for c in mine if c.score >= threshold), key=lambda c: c.score)
             stacks[p] += [(c, popped[p][1] + 1) for c in good]
     fallback = [p for p in range(count) if not found[p] and best[p] is not None]
@@ -103,8 +104,5 @@ def dfs(
     return search.results(b for beams in found for b in beams)
 
 
-def _keep(end: Beam, threshold: float, found: list[Beam], best: list[Beam | None], p: int) -> None:
-    if end.score >= threshold:
-        found.append(end)
-    elif best[p] is None or end.score > best[p].score:
-        best[p] = end
+def _better(best: Beam | None, beam: Beam) -> Beam:
+    return beam if best is None or beam.score > best.score else best
