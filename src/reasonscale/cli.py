@@ -110,6 +110,40 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory with su
     Console().print(results_table(summary))
 
 
+@app.command()
+def annotate(
+    config: Annotated[Path, typer.Argument(help="TAG YAML, e.g. examples/lab_tag.yaml")],
+    set_: Annotated[list[str], typer.Option("--set", help="override, e.g. --set responses=2")] = [],
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """TAG (SOLAR): answer every question with every topology, label, rank and segment; export the data set."""
+    from reasonscale.pipelines.annotate import AnnotateConfig, run_annotation
+
+    cfg = run_safely(load_config, config, set_, AnnotateConfig)
+    summary = run_safely(run_annotation, cfg, show_progress=not quiet)
+    Console().print(tag_table(summary["tag"]))
+    console.print(f"annotations in {cfg.output_dir}/ (annotations.jsonl, dataset/, tag_summary.json)")
+
+
+def tag_table(tag: dict[str, Any]) -> Table:
+    """Per topology variant: accuracy overall and per level, win rate and generated tokens per response."""
+    levels = sorted({lvl for v in tag["variants"].values() for lvl in v["accuracy_by_level"]})
+    segments = ", ".join(f"{k}: {v}" for k, v in tag["segments"].items())
+    title = (
+        f"{tag['questions']} questions ({segments}); best topology per question "
+        f"{tag['oracle_topology_accuracy']:.3f} vs best single {tag['best_single']['accuracy']:.3f}"
+    )
+    table = Table(title=title, padding=(0, 1, 0, 0))
+    table.add_column("topology", overflow="fold", min_width=14)
+    for header in ["acc", *(f"L{lvl}" for lvl in levels), "win", "tokens"]:
+        table.add_column(header, justify="right", no_wrap=True, min_width=4)
+    for label, v in tag["variants"].items():
+        cells = [f"{v['accuracy_by_level'].get(lvl, float('nan')):.3f}" for lvl in levels]
+        win, tokens = f"{v['win_rate']:.3f}", f"{v['generated_tokens']:.0f}"
+        table.add_row(escape(label), f"{v['accuracy']:.3f}", *cells, win, tokens)
+    return table
+
+
 lab_app = typer.Typer(help="The synthetic lab domain: data, tiny models, demo and search experiment.")
 app.add_typer(lab_app, name="lab")
 

@@ -26,7 +26,7 @@ from reasonscale.tasks.base import Task
 from reasonscale.types import Problem, SamplingParams, Usage
 from reasonscale.verifiers.base import Verifier
 
-BUILTIN_MODULES = ("reasonscale.search.pool", "reasonscale.search.step_strategies")
+BUILTIN_MODULES = ("reasonscale.search.pool", "reasonscale.search.step_strategies", "reasonscale.search.topologies")
 
 
 @dataclass
