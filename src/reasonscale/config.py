@@ -234,6 +234,28 @@ def _as_section(value: Any) -> StrategyConfig:
     return strategy_section(value["name"]).model_validate(value)
 
 
+class DifficultySettings(Section):
+    """Difficulty bins (`reasonscale.scaling.bins`); computed from the finished results, so not part of a run's
+    identity."""
+
+    bins: int = Field(5, ge=1, description="quantile bins, 1 the easiest")
+    verifier: str | None = Field(
+        None, description="key of the verifier whose mean final score predicts difficulty (default: the first "
+        "strategy's verifier), e.g. oracle or prm:PATH"
+    )
+    edges: list[float] | None = Field(None, description="fixed predicted-bin edges (from `reasonscale scaling fit`)")
+
+
+class PolicyChoice(Section):
+    """At budget `budget`, questions of predicted bin `bin` get the strategy with this name and these settings."""
+
+    budget: float
+    bin: int
+    strategy: str
+    settings: dict[str, Any]
+    label: str | None = None
+
+
 class RunConfig(Section):
     model: ModelConfig
     task: TaskConfig
@@ -243,6 +265,10 @@ class RunConfig(Section):
     )
     output_dir: str = "runs/default"
     cache_path: str | None = Field(None, description="shared generation cache (default: in output_dir)")
+    difficulty: DifficultySettings = Field(default_factory=DifficultySettings)
+    policy: list[PolicyChoice] = Field(
+        default_factory=list, description="a compute-optimal policy (`reasonscale scaling fit`), applied by bin"
+    )
 
     @model_validator(mode="after")
     def _distinct_strategies(self) -> RunConfig:

@@ -1,0 +1,166 @@
+"""Difficulty bins, the cross-validated compute-optimal policy, and the FLOPs exchange formulas."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, StrategyConfig, TaskConfig
+from reasonscale.scaling.bins import assign_bins, bin_of, predicted_score, quantile_bins, quantile_edges
+from reasonscale.scaling.flops import (
+    exchange_rows,
+    inference_flops,
+    matched_multiplier,
+    pretraining_flops,
+    token_ratio,
+    total_flops,
+)
+from reasonscale.scaling.policy import budget_to_match, cross_validate, halves, select
+
+
+def test_bins_are_quantiles_easiest_first():
+    scores = [i / 10 for i in range(10)]
+    edges = quantile_edges(scores, 5)
+    assert edges == [0.2, 0.4, 0.6, 0.8]
+    bins = [bin_of(s, edges) for s in scores]
+    assert bins == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
+    assert all(bins.count(b) == 2 for b in range(1, 6))
+    assert bin_of(0.5, [0.5]) == 1 and bin_of(0.49, [0.5]) == 2
+    assert quantile_bins({f"q{i}": s for i, s in enumerate(scores)}) == {f"q{i}": b for i, b in enumerate(bins)}
+    tied = quantile_bins({f"q{i}": 0.0 for i in range(8)} | {"a": 1.0, "b": 1.0})  # ties fill bins equally
+    assert sorted(tied.values()) == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5] and tied["a"] <= 2 and tied["b"] <= 2
+
+
+class Guarded(dict):
+    """A sample whose grade, answer and text must not be read."""
+
+    def __getitem__(self, key):
+        assert key not in {"correct", "answer", "text", "reference"}, f"read {key}"
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        assert key not in {"correct", "answer", "text", "reference"}, f"read {key}"
+        return super().get(key, default)
+
+
+def scored(correct: bool, score: float) -> dict:
+    return {"text": "x", "answer": "1", "correct": correct, "step_scores": {"v": [0.1, score]}}
+
+
+def test_predicted_bins_never_read_a_gold_answer():
+    candidates = [Guarded(scored(True, 0.8)), Guarded(scored(False, 0.4))]
+    assert predicted_score(candidates, "v") == pytest.approx(0.6)
+    records = [{"id": f"q{i}", "reference": "1", "candidates": [scored(i % 2 == 0, i / 10)] * 2} for i in range(10)]
+    assign_bins(records, "v")
+    before = [r["bins"] for r in records]
+    for r in records:  # other gold answers and grades: oracle bins move, predicted bins do not
+        r["reference"] = "2"
+        r["candidates"] = [{**c, "correct": not c["correct"], "answer": "9"} for c in r["candidates"]]
+    assign_bins(records, "v")
+    assert [b["predicted"] for b in before] == [r["bins"]["predicted"] for r in records]
+    assert [b["oracle"] for b in before] != [r["bins"]["oracle"] for r in records]
+    assert [b["predicted"] for b in before] == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
+
+
+def outcome(strategy: str, budget: int, correct: float, tokens: int = 10) -> dict:
+    return {"strategy": strategy, "label": strategy, "settings": {}, "budget": budget, "generation_budget": budget,
+            "correct": correct, "generated_tokens": tokens}
+
+
+def test_halves_partition_the_questions():
+    records = [{"id": f"q{i}"} for i in range(11)]
+    a, b = halves(records)
+    ids_a, ids_b = {r["id"] for r in a}, {r["id"] for r in b}
+    assert not ids_a & ids_b and len(ids_a | ids_b) == 11 and abs(len(a) - len(b)) <= 1
+
+
+def test_cross_validated_policy_never_selects_on_the_half_it_reports():
+    records = [{"id": f"q{i}", "bins": {"oracle": 1}} for i in range(20)]
+    first, _ = halves(records)
+    in_first = {r["id"] for r in first}
+    for r in records:  # strategy x is right exactly on the first half, y on the second
+        x = float(r["id"] in in_first)
+        r["outcomes"] = [outcome("x", 4, x), outcome("y", 4, 1.0 - x)]
+    seen = []
+
+    def spy(chosen_on, kind):
+        seen.append({r["id"] for r in chosen_on})
+        return select(chosen_on, kind)
+
+    result = cross_validate(records, "oracle", selector=spy)
+    for fold, ids in zip(result["folds"], seen):
+        assert set(fold["select"]) == ids and not ids & set(fold["report"])
+    assert seen[0] | seen[1] == {r["id"] for r in records} and not seen[0] & seen[1]
+    # selected in-sample, the policy would score 1.0; chosen on the other half it always picks the wrong one
+    assert select(records, "oracle")[0]["strategy"] in {"x", "y"}
+    (point,) = result["points"]
+    assert point["accuracy"] == 0.0 and point["questions"] == 20
+
+
+def test_policy_picks_per_bin_and_budget():
+    records = []
+    for i in range(40):
+        b = 1 if i % 2 else 5
+        records.append({"id": f"q{i}", "bins": {"oracle": b}, "outcomes": [
+            outcome("parallel", 4, float(b == 5)), outcome("sequential", 4, float(b == 1)),
+            outcome("parallel", 16, 1.0, tokens=50), outcome("sequential", 16, 1.0, tokens=40)]})
+    choices = {(c["budget"], c["bin"]): c["strategy"] for c in select(records, "oracle")}
+    assert choices[4.0, 1] == "sequential" and choices[4.0, 5] == "parallel"
+    assert choices[16.0, 1] == "sequential"  # a tie in accuracy goes to fewer generated tokens
+    result = cross_validate(records, "oracle")
+    assert [p["accuracy"] for p in result["points"]] == [1.0, 1.0]
+    assert budget_to_match([{"generation_budget": 4, "accuracy": 0.5}, {"generation_budget": 16, "accuracy": 0.8}],
+                           0.7) == 16
+
+
+def test_flops_formulas_on_hand_computed_cases():
+    assert pretraining_flops(1e6, 2e9) == 1.2e16  # 6 x 1e6 x 2e9
+    assert inference_flops(1e6, 100) == 2e8
+    assert token_ratio(1e9, 4e9) == 0.25
+    assert matched_multiplier(14, 1.0) == 14 + 39  # M + 3(M-1)/R
+    assert matched_multiplier(4, 0.5) == pytest.approx(22.0)
+    assert matched_multiplier(1, 22) == 1.0
+    # the identity behind X: the small model with X times its inference costs what the large one does
+    n, d, r, m = 1e6, 1e9, 0.79, 14
+    x = matched_multiplier(m, r)
+    assert total_flops(n, d, r * d, x) == pytest.approx(total_flops(m * n, d, r * d))
+    with pytest.raises(ValueError):
+        matched_multiplier(0.5, 1.0)
+
+
+def test_exchange_rows_give_the_small_model_only_budgets_it_was_evaluated_at():
+    curve = [{"generation_budget": 1, "accuracy": 0.3}, {"generation_budget": 16, "accuracy": 0.5},
+             {"generation_budget": 64, "accuracy": 0.6}]
+    rows = exchange_rows(curve, large_accuracy=0.55, m=4, ratios=[0.16, 22.0])
+    assert rows[0]["X"] == pytest.approx(4 + 9 / 0.16) and rows[0]["budget_used"] == 16  # X = 60.25
+    assert rows[0]["small"] == 0.5 and rows[0]["winner"] == "pretraining"
+    assert rows[1]["X"] == pytest.approx(4 + 9 / 22) and rows[1]["budget_used"] == 1
+
+
+def test_runs_record_bins_and_summaries_break_down_by_bin(tmp_path, monkeypatch):
+    from reasonscale.pipelines import evaluate
+    from test_evaluate import FirstSevenVerifier, ScriptedEngine
+    from toys import LastWordTask
+
+    monkeypatch.setattr(evaluate, "build_task", lambda cfg: LastWordTask(10))
+    monkeypatch.setattr(evaluate, "build_verifier", lambda *args, **kw: FirstSevenVerifier())
+    cfg = RunConfig(
+        model=ModelConfig(path="scripted"),
+        task=TaskConfig(name="jsonl"),
+        sampling=SamplingConfig(temperature=1.0, max_tokens=8),
+        strategies=[
+            StrategyConfig(name="majority", n=8),
+            StrategyConfig(name="weighted_best_of_n", n=8, verifier="fake"),
+            StrategyConfig(name="revise", length=2, select="majority", budgets=[2, 4]),
+        ],
+        output_dir=str(tmp_path / "run"),
+    )
+    summary = evaluate.run_evaluation(cfg, show_progress=False, engine_factory=lambda c: ScriptedEngine())
+    records = [json.loads(line) for line in open(tmp_path / "run" / "results.jsonl")]
+    assert all(set(r["bins"]) == {"oracle", "predicted"} for r in records)
+    revise = [o for o in records[0]["outcomes"] if o["strategy"] == "revise" and o["budget"] == 4]
+    assert len(revise) == 1 and len(revise[0]["details"]["correct"]) == 2
+    point = summary["strategies"][0]["points"][-1]
+    assert set(point["accuracy_by_bin"]) == {"oracle", "predicted"}
+    assert sum(summary["problems_by_bin"]["oracle"].values()) == 10
