@@ -164,3 +164,48 @@ def test_runs_record_bins_and_summaries_break_down_by_bin(tmp_path, monkeypatch)
     point = summary["strategies"][0]["points"][-1]
     assert set(point["accuracy_by_bin"]) == {"oracle", "predicted"}
     assert sum(summary["problems_by_bin"]["oracle"].values()) == 10
+
+
+def test_scaling_fit_writes_a_policy_that_a_run_applies_by_predicted_bin(tmp_path, monkeypatch):
+    from reasonscale.config import load_config
+    from reasonscale.pipelines import evaluate
+    from reasonscale.pipelines.scaling import fit
+    from test_evaluate import FirstSevenVerifier, ScriptedEngine
+    from toys import LastWordTask
+
+    monkeypatch.setattr(evaluate, "build_task", lambda cfg: LastWordTask(12))
+    monkeypatch.setattr(evaluate, "build_verifier", lambda *args, **kw: FirstSevenVerifier())
+    cfg = RunConfig(
+        model=ModelConfig(path="scripted"),
+        task=TaskConfig(name="jsonl"),
+        sampling=SamplingConfig(temperature=1.0, max_tokens=8),
+        strategies=[
+            StrategyConfig(name="majority", n=8),
+            StrategyConfig(name="weighted_best_of_n", n=8, verifier="fake"),
+            StrategyConfig(name="revise", length=2, verifier="fake", budgets=[2, 4, 8]),
+        ],
+        output_dir=str(tmp_path / "run"),
+    )
+    engine = ScriptedEngine()
+    evaluate.run_evaluation(cfg, show_progress=False, engine_factory=lambda c: engine)
+    result = fit(tmp_path / "run")
+    assert set(result["cross_validated"]) == {"oracle", "predicted"}
+    for cv in result["cross_validated"].values():
+        assert [p["generation_budget"] for p in cv["points"]] == [1.0, 2.0, 4.0, 8.0]
+        assert all(p["questions"] == 12 for p in cv["points"])
+    policy_cfg = load_config(tmp_path / "run" / "scaling" / "policy.yaml")
+    assert policy_cfg.policy and policy_cfg.difficulty.edges == result["edges"]["predicted"]
+    calls = engine.calls
+    summary = evaluate.run_evaluation(policy_cfg, show_progress=False, engine_factory=lambda c: engine)
+    assert engine.calls == calls  # the fitted run's samples are reused
+    (curve,) = [c for c in summary["strategies"] if c["strategy"] == "compute_optimal"]
+    records = [json.loads(line) for line in open(f"{policy_cfg.output_dir}/results.jsonl")]
+    by_bin = {(c.budget, c.bin): c for c in policy_cfg.policy}
+    for point in curve["points"]:
+        expected = []
+        for r in records:
+            choice = by_bin.get((point["generation_budget"], r["bins"]["predicted"])) or by_bin[point["generation_budget"], 0]
+            (o,) = [o for o in r["outcomes"] if o["strategy"] == choice.strategy and o["settings"] == choice.settings
+                    and o["generation_budget"] == choice.budget]
+            expected.append(o["correct"])
+        assert point["accuracy"] == pytest.approx(sum(expected) / len(expected))

@@ -170,6 +170,46 @@ def lab_search(
     Console().print(results_table(summary))
 
 
+scaling_app = typer.Typer(help="Difficulty bins and the compute-optimal policy (Snell et al. 2024).")
+app.add_typer(scaling_app, name="scaling")
+
+
+def scaling_table(result: dict[str, Any]) -> Table:
+    """Cross-validated compute-optimal accuracy per budget and kind of bin, against weighted best-of-N."""
+    table = Table(title=f"compute-optimal policy (two-fold cross-validated), {result['run']}", padding=(0, 1, 0, 0))
+    for header in ("budget", "weighted BoN", *(f"{k} bins" for k in result["cross_validated"]), "BoN budget to match"):
+        table.add_column(header, justify="right")
+    baseline = {p["generation_budget"]: p["accuracy"] for p in result["baseline"]}
+    kinds = list(result["cross_validated"].values())
+    for i, point in enumerate(kinds[0]["points"] if kinds else []):
+        budget = point["generation_budget"]
+        matched = [f"{k['points'][i]['baseline_budget'] or '-'}" for k in kinds]
+        table.add_row(
+            f"{budget:g}",
+            f"{baseline[budget]:.3f}" if budget in baseline else "-",
+            *(f"{k['points'][i]['accuracy']:.3f}" for k in kinds),
+            " / ".join(matched),
+        )
+    return table
+
+
+@scaling_app.command("fit")
+def scaling_fit(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run directory (results.jsonl, summary.json)")],
+    seed: Annotated[int, typer.Option(help="seed of the split into halves")] = 0,
+) -> None:
+    """Select the best strategy per difficulty bin and budget, cross-validated; write the policy as a run config."""
+    from reasonscale.pipelines.scaling import fit
+
+    result = run_safely(fit, run_dir, seed)
+    Console().print(scaling_table(result))
+    console.print(f"details: {run_dir / 'scaling' / 'scaling.json'}")
+    if "policy" in result:
+        console.print(f"policy (routes by predicted bin): reasonscale run {run_dir / 'scaling' / 'policy.yaml'}")
+    else:
+        console.print("no predicted bins (the run has no verifier-scored sample pool): no policy written")
+
+
 train_app = typer.Typer(help="Fine-tune models over TRL + PEFT: SFT, DPO and reward models, one config for all.")
 app.add_typer(train_app, name="train")
 

@@ -249,8 +249,9 @@ class DifficultySettings(Section):
 class PolicyChoice(Section):
     """At budget `budget`, questions of predicted bin `bin` get the strategy with this name and these settings."""
 
-    budget: float
-    bin: int
+    budget: float = Field(description="generation budget (N, or N x (k + 1) for lookahead)")
+    bin: int = Field(ge=0, description="predicted difficulty bin; 0: questions without a bin")
+    n: int = Field(ge=1, description="the strategy's budget N")
     strategy: str
     settings: dict[str, Any]
     label: str | None = None

@@ -63,11 +63,11 @@ def select(records: Sequence[Record], kind: str) -> list[Record]:
                     continue  # a strategy is compared only where it ran on every question
                 accuracy = sum(float(o["correct"]) for o in found) / len(found)
                 tokens = sum(float(o.get("generated_tokens", 0)) for o in found) / len(found)
-                scored.append((-accuracy, tokens, order, key))
+                scored.append((-accuracy, tokens, order, key, found[0]["budget"]))
             if scored:
-                key = min(scored)[3]
+                *_, key, n = min(scored)
                 strategy, settings = json.loads(key)
-                choices.append({"budget": budget, "bin": b, "strategy": strategy, "settings": settings,
+                choices.append({"budget": budget, "bin": b, "n": n, "strategy": strategy, "settings": settings,
                                 "label": names[key]["label"]})
     return choices
 
