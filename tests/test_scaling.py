@@ -209,3 +209,58 @@ def test_scaling_fit_writes_a_policy_that_a_run_applies_by_predicted_bin(tmp_pat
                     and o["generation_budget"] == choice.budget]
             expected.append(o["correct"])
         assert point["accuracy"] == pytest.approx(sum(expected) / len(expected))
+
+
+class LabScript:
+    """A scripted lab policy: sample i is the right solution when i is even, else the same with a wrong answer."""
+
+    model_id = "lab-script"
+    num_parameters = 10
+    caches_prefixes = False
+    preferred_batch = 64
+
+    def __init__(self):
+        self.calls = 0
+
+    def complete(self, requests, params):
+        from reasonscale.lab.graph import graph_of
+        from reasonscale.types import Completion
+
+        self.calls += len(requests)
+        out = []
+        for r in requests:
+            graph = graph_of(r.prompt.strip().split("\n")[-1])
+            text = graph.solution
+            if r.index % 2:
+                head, _, answer = text.rpartition("=")
+                text = f"{head}={int(answer) + 1}"
+            out.append(Completion(text, "stop", len(r.prompt), len(text)))
+        return out
+
+
+def test_lab_scaling_end_to_end_at_a_tiny_size_and_a_rerun_makes_no_model_call(tmp_path, tiny_model_dir):
+    from reasonscale.engines.base import Engine
+    from reasonscale.pipelines.lab_scaling import run_lab_scaling
+
+    class Scripted(LabScript, Engine):
+        pass
+
+    config = tmp_path / "scaling.yaml"
+    config.write_text(json.dumps({
+        "policy": str(tiny_model_dir), "device": "cpu",
+        "task": {"name": "lab", "lab": {"levels": [1], "per_level": 5}},
+        "sampling": {"temperature": 1.0, "max_tokens": 12},
+        "revision": {"train_per_level": 3, "samples": 4, "train": {"max_steps": 2, "batch_size": 4}},
+        "budgets": [1, 2, 4], "lengths": [1, 2], "output_dir": str(tmp_path / "out"),
+    }))
+    scripted = Scripted()
+    result = run_lab_scaling(config, show_progress=False, engine_factory=lambda m: scripted)
+    data = result["revision_data"]
+    assert data["questions"] == 3 and data["examples"] == 6 and scripted.calls == 12
+    assert result["revision_model"]["trained"] and result["revision_model"]["steps"] == 2
+    assert result["model_calls"]["evaluation"] > 0 and len(result["chains"]["accuracy_by_revision"]) == 2
+    assert set(result["compute_optimal"]["cross_validated"]) == {"oracle", "predicted"}
+    assert (tmp_path / "out" / "report.md").is_file() and (tmp_path / "out" / "eval" / "scaling" / "policy.yaml").is_file()
+    again = run_lab_scaling(config, show_progress=False, engine_factory=lambda m: scripted)
+    assert again["model_calls"] == {"revision_data": 0, "evaluation": 0} and not again["revision_model"]["trained"]
+    assert scripted.calls == 12

@@ -1,0 +1,113 @@
+"""The lab revision model (Snell et al. 2024, section 6 and appendix H), trained through the training layer.
+
+The policy samples `samples` answers to each training question at `temperature`; trajectories of incorrect attempts
+ending in a correct one are built from them (`reasonscale.data.revisions`, graded by the task) and the policy is
+fine-tuned on them with `train_sft` (loss on the correct answer only). Samples are cached in a store and the model
+is trained into a directory keyed by the base's content, the data and every setting, so a re-run reuses both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from reasonscale.config import ModelConfig, Section, TaskConfig
+from reasonscale.data.revisions import MAX_PREVIOUS, build_revision_data
+from reasonscale.engines import Engine, build_engine
+from reasonscale.engines.cached import CachedEngine
+from reasonscale.store import Store
+from reasonscale.tasks import build_task
+from reasonscale.train.common import TrainResult
+from reasonscale.train.config import SFTConfig
+from reasonscale.train.data import write_jsonl
+from reasonscale.types import SamplingParams
+
+
+class RevisionTrainSettings(Section):
+    """SFT of the revision model (all weights by default: lab models are tiny)."""
+
+    lora: bool = False
+    learning_rate: float = Field(5e-4, gt=0)
+    epochs: float = Field(2.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(512, ge=1, description="tokens per example (the lab models' context)")
+    seed: int = 0
+
+
+class RevisionStageConfig(Section):
+    """How the revision model's data is sampled and how it is trained."""
+
+    train_per_level: int = Field(40, ge=1, description="training questions per level")
+    samples: int = Field(16, ge=1, description="parallel answers per question (64 in the paper)")
+    temperature: float = Field(1.0, ge=0, description="sampling temperature of those answers (higher than eval)")
+    max_tokens: int = Field(160, ge=1)
+    max_previous: int = Field(MAX_PREVIOUS, ge=0, description="at most this many incorrect attempts before one")
+    window: int = Field(3, ge=0, description="previous attempts shown (3 keeps level-5 contexts in 512 positions)")
+    seed: int = 0
+    train: RevisionTrainSettings = Field(default_factory=RevisionTrainSettings)
+
+
+def revision_data(
+    cfg: RevisionStageConfig,
+    policy: ModelConfig,
+    task_cfg: TaskConfig,
+    out: Path,
+    engine_factory: Callable[[ModelConfig], Engine] = build_engine,
+) -> tuple[Path, dict[str, Any], int]:
+    """Sample the policy on training questions (cached in `out/store.sqlite`), build the trajectories, write
+    `out/revision_data.jsonl` ({prompt, completion}) and `revision_data.json` (statistics); returns the data path,
+    the statistics and the model calls made."""
+    task_cfg = task_cfg.model_copy(update={"split": "train", "limit": None})
+    task_cfg.lab = task_cfg.lab.model_copy(update={"per_level": cfg.train_per_level})
+    task = build_task(task_cfg)
+    problems = task.load()
+    prompts = [task.format_prompt(p) for p in problems]
+    params = SamplingParams(cfg.samples, cfg.temperature, 1.0, cfg.max_tokens, task.solution_stop, cfg.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    store = Store(out / "store.sqlite")
+    try:
+        with CachedEngine(engine_factory(policy), store) as engine:
+            outputs = engine.generate(prompts, params)
+            calls = engine.misses
+    finally:
+        store.close()
+    flat = [(p, c) for p, cs in zip(problems, outputs) for c in cs]
+    answers = [task.extract_answer(c.text) for _, c in flat]
+    correct = iter(task.grade([p for p, _ in flat], answers))
+    answers_iter = iter(answers)
+    items = [
+        (p.id, prompt, [{"text": c.text, "answer": next(answers_iter), "correct": next(correct)} for c in cs])
+        for p, prompt, cs in zip(problems, prompts, outputs)
+    ]
+    examples, stats = build_revision_data(items, cfg.seed, task.split_steps, cfg.max_previous, cfg.window)
+    if not examples:
+        raise ValueError(f"the policy {policy.path} answered none of {len(problems)} training questions correctly "
+                         f"in {cfg.samples} samples: no revision data")
+    path = write_jsonl([{"prompt": e.prompt, "completion": e.completion} for e in examples], out / "revision_data.jsonl")
+    (out / "revision_data.json").write_text(json.dumps(stats, indent=2))
+    return path, stats, calls
+
+
+def train_revision_model(
+    cfg: RevisionStageConfig, policy_path: str, data: Path, output_dir: Path, progress: bool = True
+) -> TrainResult:
+    """Fine-tune the policy on the revision data with `train_sft` (reused when identical)."""
+    from reasonscale.train.sft import train_sft
+
+    t = cfg.train
+    sft = SFTConfig.model_validate({
+        "model": {"path": policy_path},
+        "data": {"path": str(data)},
+        "lora": {"enabled": t.lora},
+        "optim": {"learning_rate": t.learning_rate, "epochs": t.epochs, "max_steps": t.max_steps,
+                  "batch_size": t.batch_size, "max_length": t.max_length, "seed": t.seed, "precision": "fp32",
+                  "warmup": 0.05},
+        "log": {"logging_steps": 10, "save_steps": 200},
+        "output_dir": str(output_dir),
+    })
+    return train_sft(sft, progress=progress)

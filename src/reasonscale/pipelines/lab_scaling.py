@@ -1,0 +1,171 @@
+"""The revision and compute-optimal experiment on the lab domain (Snell et al. 2024, sections 3 and 6):
+`reasonscale lab scaling examples/lab_scaling.yaml`.
+
+1. Train (or reuse) the policy preset.  2. Sample its answers to training questions and fine-tune it into a revision
+model on appendix-H trajectories (`reasonscale.lab.revision`).  3. Evaluate the revision model on the test questions:
+weighted best-of-N and majority over its parallel samples, and `revise` at every chain length L (P = N / L chains),
+at every budget.  4. Bin the questions by difficulty and fit the compute-optimal policy, two-fold cross-validated
+(`reasonscale.pipelines.scaling`).  5. Report how accuracy moves along a revision chain, how often a right answer is
+revised into a wrong one, which ratio P:L wins per bin, and what budget best-of-N needs to match the policy.
+Every sample is cached and every model reused, so a re-run makes no model call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from reasonscale import atomic
+from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig, load_config
+from reasonscale.engines import Engine, build_engine
+from reasonscale.lab.revision import RevisionStageConfig, revision_data, train_revision_model
+from reasonscale.pipelines.evaluate import run_evaluation
+from reasonscale.pipelines.scaling import fit
+from reasonscale.pipelines.search_experiment import model_path
+
+
+class LabScalingConfig(Section):
+    policy: str = Field("weak", description="lab preset to train or reuse, or a model directory")
+    preset_budget_s: float | None = Field(None, gt=0, description="training time cap of lab presets trained here")
+    device: str = "auto"
+    max_batch_size: int = Field(256, ge=1)
+    task: TaskConfig = Field(default_factory=lambda: TaskConfig(name="lab"))
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(temperature=0.8, max_tokens=160))
+    revision: RevisionStageConfig = Field(default_factory=RevisionStageConfig)
+    budgets: list[int] = Field(default_factory=lambda: [1, 4, 16, 64], min_length=1)
+    lengths: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16], min_length=1, description="chain lengths L")
+    verifier: str = Field("oracle", description="verifier of weighted best-of-N and revise selection (oracle, prm:PATH)")
+    output_dir: str = "runs/lab-scaling"
+
+
+def strategies(cfg: LabScalingConfig) -> list[StrategyConfig]:
+    """Weighted best-of-N and majority over parallel samples, and revise at each chain length (each reported at
+    the budgets its length divides)."""
+    out = [StrategyConfig(name="weighted_best_of_n", verifier=cfg.verifier, budgets=cfg.budgets),
+           StrategyConfig(name="majority", budgets=cfg.budgets)]
+    for length in cfg.lengths:
+        budgets = [b for b in cfg.budgets if b % min(length, b) == 0 and b >= length]
+        if budgets:
+            out.append(StrategyConfig(name="revise", length=length, window=cfg.revision.window,
+                                      verifier=cfg.verifier, budgets=budgets))
+    return out
+
+
+def revision_chain_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """From the longest chains at the largest budget: accuracy of the k-th attempt (k = 0: the first, unrevised),
+    and the share of right attempts whose next revision is wrong."""
+    chains = []
+    for record in records:
+        revise = [o for o in record["outcomes"] if o["strategy"] == "revise"]
+        if revise:
+            top = max(revise, key=lambda o: (o["settings"]["length"], o["budget"]))
+            chains += top["details"]["correct"]
+    if not chains:
+        return {}
+    length = max(len(c) for c in chains)
+    by_k = [[c[k] for c in chains if len(c) > k] for k in range(length)]
+    pairs = [(c[k], c[k + 1]) for c in chains for k in range(len(c) - 1)]
+    right = [b for a, b in pairs if a]
+    wrong = [b for a, b in pairs if not a]
+    return {
+        "chains": len(chains),
+        "accuracy_by_revision": [sum(v) / len(v) for v in by_k],
+        "right_to_wrong": (sum(1 - b for b in right) / len(right)) if right else None,
+        "wrong_to_right": (sum(wrong) / len(wrong)) if wrong else None,
+    }
+
+
+def ratio_table(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per budget and oracle bin, the accuracy of each chain length L (P = N / L) and the winner."""
+    table: dict[str, dict[str, Any]] = {}
+    for curve in summary["strategies"]:
+        if curve["strategy"] != "revise":
+            continue
+        for p in curve["points"]:
+            length = min(curve["settings"]["length"], p["budget"])
+            ratio = f"{p['budget'] // length}:{length}"
+            for b, acc in p["accuracy_by_bin"].get("oracle", {}).items():
+                table.setdefault(str(p["budget"]), {}).setdefault(b, {})[ratio] = acc
+    for bins in table.values():
+        for row in bins.values():
+            row["best"] = max((k for k in row if k != "best"), key=lambda k: row[k])
+    return table
+
+
+def run_lab_scaling(
+    config_path: str | Path,
+    overrides: list[str] | None = None,
+    show_progress: bool = True,
+    engine_factory: Callable[[ModelConfig], Engine] = build_engine,
+) -> dict[str, Any]:
+    """Run (or resume) the experiment; writes `output_dir/scaling.json` and `report.md`; returns the results.
+    `engine_factory` builds the policy engine that samples the revision data (tests script it)."""
+    cfg = load_config(config_path, overrides, model=LabScalingConfig)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    policy = model_path(cfg.policy, cfg, show_progress)  # type: ignore[arg-type]
+    model = ModelConfig(path=policy, device=cfg.device, max_batch_size=cfg.max_batch_size)
+    data, data_stats, data_calls = revision_data(cfg.revision, model, cfg.task, out, engine_factory)
+    trained = train_revision_model(cfg.revision, policy, data, out / "revision-model", progress=show_progress)
+    run_cfg = RunConfig(
+        model=model.model_copy(update={"path": str(trained.path)}),
+        task=cfg.task,
+        sampling=cfg.sampling,
+        strategies=strategies(cfg),
+        output_dir=str(out / "eval"),
+    )
+    summary = run_evaluation(run_cfg, show_progress=show_progress)
+    records = [json.loads(line) for line in (out / "eval" / "results.jsonl").read_text().splitlines()]
+    result = {
+        "revision_data": data_stats,
+        "revision_model": {"path": str(trained.path), "trained": trained.trained, "steps": trained.info.get("steps"),
+                           "final": trained.info.get("final")},
+        "model_calls": {"revision_data": data_calls, "evaluation": summary["usage"]["model_calls"]},
+        "chains": revision_chain_stats(records),
+        "ratios_by_oracle_bin": ratio_table(summary),
+        "compute_optimal": fit(out / "eval"),
+    }
+    atomic.write_text(out / "scaling.json", json.dumps(result, indent=2))
+    write_lab_report(out, result)
+    return result
+
+
+def write_lab_report(out: Path, result: dict[str, Any]) -> None:
+    """report.md with the revision statistics, the ratio table and the cross-validated policy vs best-of-N, and a
+    plot of accuracy along the revision chain."""
+    from matplotlib.figure import Figure
+
+    chains, data = result["chains"], result["revision_data"]
+    lines = ["# Revisions and compute-optimal scaling on the lab domain", "",
+             f"Revision data: {data['examples']} examples from {data['questions']} questions "
+             f"({data['dropped_without_answer']} answers without a final answer dropped); previous attempts per "
+             f"example: {data['previous_attempts']}; nearest incorrect attempt shares the first step with the correct "
+             f"one: {data.get('nearest_shares_first_step')}.", ""]
+    if chains:
+        acc = ", ".join(f"{a:.3f}" for a in chains["accuracy_by_revision"])
+        lines += [f"Accuracy of the k-th attempt (k = 0..): {acc}. Right attempts revised into wrong ones: "
+                  f"{chains['right_to_wrong']}; wrong into right: {chains['wrong_to_right']}.", "",
+                  "![accuracy along the chain](revisions.png)", ""]
+        figure = Figure(figsize=(5, 3.5))
+        ax = figure.subplots()
+        ax.plot(range(len(chains["accuracy_by_revision"])), chains["accuracy_by_revision"], marker="o")
+        ax.set(xlabel="revision k", ylabel="accuracy", title="accuracy along the revision chain")
+        figure.tight_layout()
+        figure.savefig(out / "revisions.png", dpi=100)
+    lines += ["## Sequential vs parallel (accuracy per ratio P:L, per oracle bin)", ""]
+    for budget, bins in result["ratios_by_oracle_bin"].items():
+        for b, row in sorted(bins.items()):
+            cells = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "best")
+            lines.append(f"- N={budget}, bin {b}: {cells}; best {row['best']}")
+    lines += ["", "## Compute-optimal (two-fold cross-validated) vs weighted best-of-N", "",
+              "| kind | budget | accuracy | best-of-N budget to match | saving |", "|---|---|---|---|---|"]
+    for kind, cv in result["compute_optimal"]["cross_validated"].items():
+        for p in cv["points"]:
+            saving = "-" if p["saving"] is None else f"{p['saving']:.2f}x"
+            lines.append(f"| {kind} | {p['generation_budget']:g} | {p['accuracy']:.3f} | "
+                         f"{p['baseline_budget'] or '-'} | {saving} |")
+    atomic.write_text(out / "report.md", "\n".join(lines) + "\n")
