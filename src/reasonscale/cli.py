@@ -210,6 +210,24 @@ def scaling_fit(
         console.print("no predicted bins (the run has no verifier-scored sample pool): no policy written")
 
 
+@lab_app.command("scaling")
+def lab_scaling(
+    config: Annotated[Path, typer.Argument(help="experiment YAML, e.g. examples/lab_scaling.yaml")],
+    set_: Annotated[list[str], typer.Option("--set", help="override, e.g. --set budgets=[1,4]")] = [],
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Revision model, sequential vs parallel per difficulty bin and the cross-validated compute-optimal policy."""
+    from reasonscale.pipelines.lab_scaling import run_lab_scaling
+
+    result = run_safely(run_lab_scaling, config, set_, show_progress=not quiet)
+    Console().print(scaling_table(result["compute_optimal"]))
+    chains = result["chains"]
+    if chains:
+        console.print("accuracy of revision k: " + ", ".join(f"{a:.3f}" for a in chains["accuracy_by_revision"]))
+        console.print(f"right attempts revised into wrong ones: {chains['right_to_wrong']}")
+    console.print(f"report: {Path(result['compute_optimal']['run']).parent / 'report.md'}")
+
+
 train_app = typer.Typer(help="Fine-tune models over TRL + PEFT: SFT, DPO and reward models, one config for all.")
 app.add_typer(train_app, name="train")
 
