@@ -264,3 +264,39 @@ def test_lab_scaling_end_to_end_at_a_tiny_size_and_a_rerun_makes_no_model_call(t
     again = run_lab_scaling(config, show_progress=False, engine_factory=lambda m: scripted)
     assert again["model_calls"] == {"revision_data": 0, "evaluation": 0} and not again["revision_model"]["trained"]
     assert scripted.calls == 12
+
+
+def test_exchange_compares_matched_test_time_compute_with_the_large_model_per_bin(tmp_path, monkeypatch):
+    from reasonscale.pipelines import evaluate
+    from reasonscale.pipelines.scaling import exchange
+    from test_evaluate import FirstSevenVerifier, ScriptedEngine
+    from toys import LastWordTask
+
+    class Large(ScriptedEngine):
+        model_id = "large"
+
+        def complete(self, requests, params):  # greedy answers 7: always right
+            return [c.__class__("step\nso 7", "stop", c.prompt_tokens, 3) for c in super().complete(requests, params)]
+
+    monkeypatch.setattr(evaluate, "build_task", lambda cfg: LastWordTask(10))
+    monkeypatch.setattr(evaluate, "build_verifier", lambda *args, **kw: FirstSevenVerifier())
+
+    def run(name, engine, strategies):
+        cfg = RunConfig(model=ModelConfig(path=name), task=TaskConfig(name="jsonl"),
+                        sampling=SamplingConfig(temperature=1.0, max_tokens=8),
+                        strategies=strategies, output_dir=str(tmp_path / name))
+        evaluate.run_evaluation(cfg, show_progress=False, engine_factory=lambda c: engine)
+        return tmp_path / name
+
+    small = run("small", ScriptedEngine(), [StrategyConfig(name="greedy"), StrategyConfig(name="majority", n=8),
+                                            StrategyConfig(name="weighted_best_of_n", n=8, verifier="fake")])
+    large = run("large", Large(), [StrategyConfig(name="greedy")])
+    result = exchange(small, large, m=1.5, ratios=[0.5, 100.0])
+    (low, high) = result["bins"]["all"]
+    # small: every method is wrong at budget 1 (greedy 5, sample 0 is 3); weighted best-of-N picks 7 from 2 on
+    assert low["X"] == pytest.approx(1.5 + 1.5 / 0.5) and low["budget_used"] == 2 and low["small"] == 1.0
+    assert low["large"] == 1.0 and low["winner"] == "tie"
+    assert high["X"] == pytest.approx(1.515) and high["budget_used"] == 1 and high["small"] == 0.0
+    assert high["winner"] == "pretraining"
+    assert set(result["bins"]) >= {"all"} and (small / "scaling" / "exchange.png").is_file()
+    assert (small / "scaling" / "exchange.png").is_file()

@@ -210,6 +210,29 @@ def scaling_fit(
         console.print("no predicted bins (the run has no verifier-scored sample pool): no policy written")
 
 
+@scaling_app.command("exchange")
+def scaling_exchange(
+    small_run: Annotated[Path, typer.Argument(help="finished run of the small model (several strategies/budgets)")],
+    large_run: Annotated[Path, typer.Argument(help="finished run of the larger model on the same questions (greedy)")],
+    m: Annotated[float | None, typer.Option(help="parameter ratio (default: counted from the two models)")] = None,
+) -> None:
+    """Pretraining vs test-time compute at matched FLOPs, per oracle difficulty bin, for R = 0.16, 0.79, 22."""
+    from reasonscale.pipelines.scaling import exchange
+
+    result = run_safely(exchange, small_run, large_run, m)
+    table = Table(title=f"M = {result['M']:.2f}: small + test-time compute vs large greedy", padding=(0, 1, 0, 0))
+    for header in ("bin", "R", "X", "budget used", "small", "large", "winner"):
+        table.add_column(header, justify="right")
+    for group, rows in result["bins"].items():
+        for row in rows:
+            small = "-" if row["small"] is None else f"{row['small']:.3f}"
+            used = "-" if row["budget_used"] is None else f"{row['budget_used']:g}"
+            table.add_row(group, f"{row['R']:g}", f"{row['X']:.1f}", used, small, f"{row['large']:.3f}",
+                          str(row["winner"]))
+    Console().print(table)
+    console.print(f"details: {small_run / 'scaling' / 'exchange.json'}, plot: exchange.png")
+
+
 @lab_app.command("scaling")
 def lab_scaling(
     config: Annotated[Path, typer.Argument(help="experiment YAML, e.g. examples/lab_scaling.yaml")],
