@@ -251,7 +251,7 @@ def test_lab_scaling_end_to_end_at_a_tiny_size_and_a_rerun_makes_no_model_call(t
         "task": {"name": "lab", "lab": {"levels": [1], "per_level": 5}},
         "sampling": {"temperature": 1.0, "max_tokens": 12},
         "revision": {"train_per_level": 3, "samples": 4, "train": {"max_steps": 2, "batch_size": 4}},
-        "budgets": [1, 2, 4], "lengths": [1, 2], "output_dir": str(tmp_path / "out"),
+        "budgets": [1, 2, 4], "lengths": [1, 2], "output_dir": str(tmp_path / "out"), "large": str(tiny_model_dir),
     }))
     scripted = Scripted()
     result = run_lab_scaling(config, show_progress=False, engine_factory=lambda m: scripted)
@@ -261,8 +261,10 @@ def test_lab_scaling_end_to_end_at_a_tiny_size_and_a_rerun_makes_no_model_call(t
     assert result["model_calls"]["evaluation"] > 0 and len(result["chains"]["accuracy_by_revision"]) == 2
     assert set(result["compute_optimal"]["cross_validated"]) == {"oracle", "predicted"}
     assert (tmp_path / "out" / "report.md").is_file() and (tmp_path / "out" / "eval" / "scaling" / "policy.yaml").is_file()
+    assert result["exchange"]["M"] == 1.0 and [r["R"] for r in result["exchange"]["bins"]["all"]] == [0.16, 0.79, 22.0]
     again = run_lab_scaling(config, show_progress=False, engine_factory=lambda m: scripted)
-    assert again["model_calls"] == {"revision_data": 0, "evaluation": 0} and not again["revision_model"]["trained"]
+    assert again["model_calls"] == {"revision_data": 0, "evaluation": 0, "large": 0}
+    assert not again["revision_model"]["trained"]
     assert scripted.calls == 12
 
 
@@ -300,3 +302,17 @@ def test_exchange_compares_matched_test_time_compute_with_the_large_model_per_bi
     assert high["winner"] == "pretraining"
     assert set(result["bins"]) >= {"all"} and (small / "scaling" / "exchange.png").is_file()
     assert (small / "scaling" / "exchange.png").is_file()
+
+
+def test_the_lab_family_spans_over_ten_times_in_parameters_on_the_same_data():
+    from reasonscale.lab.family import FAMILY
+    from reasonscale.lab.model import PRESETS, get_preset
+    from reasonscale.lab.tokenizer import build_char_tokenizer
+
+    tokenizer = build_char_tokenizer()
+    sizes = [p.model.build(tokenizer, 0).num_parameters(exclude_embeddings=True) for p in FAMILY.values()]
+    assert sizes == sorted(sizes) and sizes[-1] / sizes[0] >= 10
+    assert all(get_preset(name) is PRESETS[name] for name in FAMILY)
+    data = {(p.train.max_steps, p.train.batch_size, p.train.seed, tuple(p.train.level_weights.items()))
+            for p in FAMILY.values()}
+    assert len(data) == 1  # one training stream: the same D tokens for every member

@@ -116,11 +116,12 @@ app.add_typer(lab_app, name="lab")
 
 @lab_app.command("train")
 def lab_train(
-    preset: Annotated[str, typer.Option(help="weak, default or strong")] = "default",
+    preset: Annotated[str, typer.Option(help="weak, default, strong, or family-1..4 (increasing size)")] = "default",
     budget_s: Annotated[float | None, typer.Option(help="wall-time cap in seconds (default: the preset's)")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
 ) -> None:
     """Train a lab model preset from scratch (resumes from its last checkpoint; reuses a finished one)."""
+    from reasonscale.lab import family  # noqa: F401  (registers the family presets)
     from reasonscale.lab.train import train_preset
 
     path = run_safely(train_preset, preset, budget_s=budget_s, progress=not quiet)

@@ -7,6 +7,8 @@ weighted best-of-N and majority over its parallel samples, and `revise` at every
 at every budget.  4. Bin the questions by difficulty and fit the compute-optimal policy, two-fold cross-validated
 (`reasonscale.pipelines.scaling`).  5. Report how accuracy moves along a revision chain, how often a right answer is
 revised into a wrong one, which ratio P:L wins per bin, and what budget best-of-N needs to match the policy.
+6. With `large` (a bigger preset, e.g. `family-4` against `policy: family-1`, `reasonscale.lab.family`): the
+larger model's greedy accuracy on the same questions and the FLOPs-matched exchange per oracle bin.
 Every sample is cached and every model reused, so a re-run makes no model call.
 """
 
@@ -22,9 +24,10 @@ from pydantic import Field
 from reasonscale import atomic
 from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig, load_config
 from reasonscale.engines import Engine, build_engine
+from reasonscale.lab import family  # noqa: F401  (registers the family presets)
 from reasonscale.lab.revision import RevisionStageConfig, revision_data, train_revision_model
 from reasonscale.pipelines.evaluate import run_evaluation
-from reasonscale.pipelines.scaling import fit
+from reasonscale.pipelines.scaling import exchange, fit
 from reasonscale.pipelines.search_experiment import model_path
 
 
@@ -39,6 +42,7 @@ class LabScalingConfig(Section):
     budgets: list[int] = Field(default_factory=lambda: [1, 4, 16, 64], min_length=1)
     lengths: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16], min_length=1, description="chain lengths L")
     verifier: str = Field("oracle", description="verifier of weighted best-of-N and revise selection (oracle, prm:PATH)")
+    large: str | None = Field(None, description="a larger lab preset or model directory for the FLOPs exchange")
     output_dir: str = "runs/lab-scaling"
 
 
@@ -129,6 +133,16 @@ def run_lab_scaling(
         "ratios_by_oracle_bin": ratio_table(summary),
         "compute_optimal": fit(out / "eval"),
     }
+    if cfg.large:
+        large = RunConfig(
+            model=model.model_copy(update={"path": model_path(cfg.large, cfg, show_progress)}),  # type: ignore[arg-type]
+            task=cfg.task,
+            sampling=cfg.sampling,
+            strategies=[StrategyConfig(name="greedy")],
+            output_dir=str(out / "large"),
+        )
+        result["model_calls"]["large"] = run_evaluation(large, show_progress=show_progress)["usage"]["model_calls"]
+        result["exchange"] = exchange(out / "eval", out / "large")
     atomic.write_text(out / "scaling.json", json.dumps(result, indent=2))
     write_lab_report(out, result)
     return result
@@ -168,4 +182,17 @@ def write_lab_report(out: Path, result: dict[str, Any]) -> None:
             saving = "-" if p["saving"] is None else f"{p['saving']:.2f}x"
             lines.append(f"| {kind} | {p['generation_budget']:g} | {p['accuracy']:.3f} | "
                          f"{p['baseline_budget'] or '-'} | {saving} |")
+    if "exchange" in result:
+        lines += exchange_lines(result["exchange"])
     atomic.write_text(out / "report.md", "\n".join(lines) + "\n")
+
+
+def exchange_lines(ex: dict[str, Any]) -> list[str]:
+    lines = ["", f"## FLOPs exchange (M = {ex['M']:.2f}, large model greedy)", "",
+             "| bin | R | X | budget used | small + test-time | large | winner |", "|---|---|---|---|---|---|---|"]
+    for group, rows in ex["bins"].items():
+        for row in rows:
+            small = "-" if row["small"] is None else f"{row['small']:.3f}"
+            lines.append(f"| {group} | {row['R']:g} | {row['X']:.1f} | {row['budget_used']} | {small} | "
+                         f"{row['large']:.3f} | {row['winner']} |")
+    return [*lines, "", "![exchange](eval/scaling/exchange.png)"]
