@@ -187,3 +187,25 @@ def test_revise_config_checks_budgets_and_verifier():
 
         validate(RunConfig, {"model": {"path": "m"}, "task": {"name": "lab"},
                              "strategies": [{"name": "revise", "select": "majority", "lenght": 2}]}, "cfg")
+
+
+def test_lab_train_revision_builds_a_cached_revision_model_beside_the_preset(tmp_path, tiny_model_dir, monkeypatch):
+    from reasonscale.lab import train as lab_train
+    from reasonscale.lab.revision import RevisionStageConfig, RevisionTrainSettings, train_revision_preset
+    from reasonscale.train.common import read_info
+    from test_scaling import LabScript
+
+    class Scripted(LabScript, Engine):
+        pass
+
+    monkeypatch.setenv("REASONSCALE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(lab_train, "train_preset", lambda name, **kw: tiny_model_dir)
+    cfg = RevisionStageConfig(train_per_level=1, samples=4, train=RevisionTrainSettings(max_steps=1, batch_size=2))
+    scripted = Scripted()
+    path = train_revision_preset("weak", cfg, progress=False, engine_factory=lambda m: scripted)
+    assert path.parent.parent == tmp_path / "cache" / "lab" and path.parent.name.startswith("revision-weak-")
+    assert read_info(path)["data"]["examples"] == 10 and scripted.calls == 20  # 5 levels x 4 samples, 2 right each
+    stamp = (path / "reasonscale_train.json").stat().st_mtime_ns
+    again = train_revision_preset("weak", cfg, progress=False, engine_factory=lambda m: scripted)
+    assert again == path and scripted.calls == 20  # no sample drawn again
+    assert (path / "reasonscale_train.json").stat().st_mtime_ns == stamp  # nothing trained again

@@ -119,12 +119,18 @@ def lab_train(
     preset: Annotated[str, typer.Option(help="weak, default, strong, or family-1..4 (increasing size)")] = "default",
     budget_s: Annotated[float | None, typer.Option(help="wall-time cap in seconds (default: the preset's)")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
+    revision: Annotated[bool, typer.Option(help="also fine-tune its revision model (Snell et al. 2024, App. H)")] = False,
 ) -> None:
     """Train a lab model preset from scratch (resumes from its last checkpoint; reuses a finished one)."""
     from reasonscale.lab import family  # noqa: F401  (registers the family presets)
     from reasonscale.lab.train import train_preset
 
     path = run_safely(train_preset, preset, budget_s=budget_s, progress=not quiet)
+    if revision:
+        from reasonscale.lab.revision import train_revision_preset
+
+        console.print(f"model ready: {path}")
+        path = run_safely(train_revision_preset, preset, budget_s=budget_s, progress=not quiet)
     console.print(f"model ready: {path}")
 
 

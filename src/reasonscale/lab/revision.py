@@ -111,3 +111,25 @@ def train_revision_model(
         "output_dir": str(output_dir),
     })
     return train_sft(sft, progress=progress)
+
+
+def train_revision_preset(
+    name: str,
+    cfg: RevisionStageConfig | None = None,
+    budget_s: float | None = None,
+    progress: bool = True,
+    engine_factory: Callable[[ModelConfig], Engine] = build_engine,
+) -> Path:
+    """The revision model of lab preset `name` (`reasonscale lab train --revision`): the preset is trained or
+    reused, then its revision data and model live in the lab cache beside it, under the preset's fingerprint and
+    reused while the base's content, the data and the settings are unchanged."""
+    from reasonscale.lab import family  # noqa: F401  (registers the family presets)
+    from reasonscale.lab.model import get_preset
+    from reasonscale.lab.train import cache_root, train_preset
+
+    cfg = cfg or RevisionStageConfig()
+    preset = get_preset(name)
+    policy = str(train_preset(name, budget_s=budget_s, progress=progress))
+    out = cache_root() / "lab" / f"revision-{preset.name}-{preset.fingerprint()}"
+    data, _, _ = revision_data(cfg, ModelConfig(path=policy), TaskConfig(name="lab"), out, engine_factory)
+    return train_revision_model(cfg, policy, data, out / "model", progress).path
