@@ -204,7 +204,8 @@ def test_scaling_fit_writes_a_policy_that_a_run_applies_by_predicted_bin(tmp_pat
     for point in curve["points"]:
         expected = []
         for r in records:
-            choice = by_bin.get((point["generation_budget"], r["bins"]["predicted"])) or by_bin[point["generation_budget"], 0]
+            budget = point["generation_budget"]
+            choice = by_bin.get((budget, r["bins"]["predicted"])) or by_bin[budget, 0]
             (o,) = [o for o in r["outcomes"] if o["strategy"] == choice.strategy and o["settings"] == choice.settings
                     and o["generation_budget"] == choice.budget]
             expected.append(o["correct"])
@@ -260,7 +261,8 @@ def test_lab_scaling_end_to_end_at_a_tiny_size_and_a_rerun_makes_no_model_call(t
     assert result["revision_model"]["trained"] and result["revision_model"]["steps"] == 2
     assert result["model_calls"]["evaluation"] > 0 and len(result["chains"]["accuracy_by_revision"]) == 2
     assert set(result["compute_optimal"]["cross_validated"]) == {"oracle", "predicted"}
-    assert (tmp_path / "out" / "report.md").is_file() and (tmp_path / "out" / "eval" / "scaling" / "policy.yaml").is_file()
+    assert (tmp_path / "out" / "report.md").is_file()
+    assert (tmp_path / "out" / "eval" / "scaling" / "policy.yaml").is_file()
     assert result["exchange"]["M"] == 1.0 and [r["R"] for r in result["exchange"]["bins"]["all"]] == [0.16, 0.79, 22.0]
     again = run_lab_scaling(config, show_progress=False, engine_factory=lambda m: scripted)
     assert again["model_calls"] == {"revision_data": 0, "evaluation": 0, "large": 0}

@@ -119,7 +119,7 @@ def lab_train(
     preset: Annotated[str, typer.Option(help="weak, default, strong, or family-1..4 (increasing size)")] = "default",
     budget_s: Annotated[float | None, typer.Option(help="wall-time cap in seconds (default: the preset's)")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
-    revision: Annotated[bool, typer.Option(help="also fine-tune its revision model (Snell et al. 2024, App. H)")] = False,
+    revision: Annotated[bool, typer.Option(help="also fine-tune its revision model (Snell et al. App. H)")] = False,
 ) -> None:
     """Train a lab model preset from scratch (resumes from its last checkpoint; reuses a finished one)."""
     from reasonscale.lab import family  # noqa: F401  (registers the family presets)
@@ -184,7 +184,8 @@ app.add_typer(scaling_app, name="scaling")
 def scaling_table(result: dict[str, Any]) -> Table:
     """Cross-validated compute-optimal accuracy per budget and kind of bin, against weighted best-of-N."""
     table = Table(title=f"compute-optimal policy (two-fold cross-validated), {result['run']}", padding=(0, 1, 0, 0))
-    for header in ("budget", "weighted BoN", *(f"{k} bins" for k in result["cross_validated"]), "BoN budget to match"):
+    kinds_headers = [f"{k} bins" for k in result["cross_validated"]]
+    for header in ("budget", "weighted BoN", *kinds_headers, "BoN budget to match"):
         table.add_column(header, justify="right")
     baseline = {p["generation_budget"]: p["accuracy"] for p in result["baseline"]}
     kinds = list(result["cross_validated"].values())
@@ -220,7 +221,7 @@ def scaling_fit(
 @scaling_app.command("exchange")
 def scaling_exchange(
     small_run: Annotated[Path, typer.Argument(help="finished run of the small model (several strategies/budgets)")],
-    large_run: Annotated[Path, typer.Argument(help="finished run of the larger model on the same questions (greedy)")],
+    large_run: Annotated[Path, typer.Argument(help="finished run of the larger model on the same questions")],
     m: Annotated[float | None, typer.Option(help="parameter ratio (default: counted from the two models)")] = None,
 ) -> None:
     """Pretraining vs test-time compute at matched FLOPs, per oracle difficulty bin, for R = 0.16, 0.79, 22."""

@@ -88,7 +88,8 @@ def revision_data(
     if not examples:
         raise ValueError(f"the policy {policy.path} answered none of {len(problems)} training questions correctly "
                          f"in {cfg.samples} samples: no revision data")
-    path = write_jsonl([{"prompt": e.prompt, "completion": e.completion} for e in examples], out / "revision_data.jsonl")
+    rows = [{"prompt": e.prompt, "completion": e.completion} for e in examples]
+    path = write_jsonl(rows, out / "revision_data.jsonl")
     (out / "revision_data.json").write_text(json.dumps(stats, indent=2))
     return path, stats, calls
 

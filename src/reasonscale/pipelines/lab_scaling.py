@@ -41,7 +41,7 @@ class LabScalingConfig(Section):
     revision: RevisionStageConfig = Field(default_factory=RevisionStageConfig)
     budgets: list[int] = Field(default_factory=lambda: [1, 4, 16, 64], min_length=1)
     lengths: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16], min_length=1, description="chain lengths L")
-    verifier: str = Field("oracle", description="verifier of weighted best-of-N and revise selection (oracle, prm:PATH)")
+    verifier: str = Field("oracle", description="verifier of weighted best-of-N and revise (oracle, prm:PATH)")
     large: str | None = Field(None, description="a larger lab preset or model directory for the FLOPs exchange")
     output_dir: str = "runs/lab-scaling"
 
@@ -134,8 +134,9 @@ def run_lab_scaling(
         "compute_optimal": fit(out / "eval"),
     }
     if cfg.large:
+        large_path = model_path(cfg.large, cfg, show_progress)  # type: ignore[arg-type]
         large = RunConfig(
-            model=model.model_copy(update={"path": model_path(cfg.large, cfg, show_progress)}),  # type: ignore[arg-type]
+            model=model.model_copy(update={"path": large_path}),
             task=cfg.task,
             sampling=cfg.sampling,
             strategies=[StrategyConfig(name="greedy")],

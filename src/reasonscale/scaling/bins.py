@@ -66,7 +66,8 @@ def assign_bins(
     oracle = {r["id"]: s for r in records if (s := pass_at_1(r)) is not None}
     predicted = {}
     if verifier:
-        predicted = {r["id"]: s for r in records if (s := predicted_score(r.get("candidates") or [], verifier)) is not None}
+        scores = {r["id"]: predicted_score(r.get("candidates") or [], verifier) for r in records}
+        predicted = {i: s for i, s in scores.items() if s is not None}
     oracle_bins = quantile_bins(oracle, bins)
     if edges is None:
         predicted_bins = quantile_bins(predicted, bins)

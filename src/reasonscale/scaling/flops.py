@@ -40,9 +40,9 @@ def matched_multiplier(m: float, r: float) -> float:
     return m + 3.0 * (m - 1.0) / r
 
 
-def total_flops(parameters: float, pretraining_tokens: float, inference_tokens: float, multiplier: float = 1.0) -> float:
-    """Pretraining plus inference FLOPs, the inference spent `multiplier` times over."""
-    return pretraining_flops(parameters, pretraining_tokens) + multiplier * inference_flops(parameters, inference_tokens)
+def total_flops(parameters: float, pretraining: float, inference: float, multiplier: float = 1.0) -> float:
+    """Pretraining on `pretraining` tokens plus inference over `inference` tokens spent `multiplier` times over."""
+    return pretraining_flops(parameters, pretraining) + multiplier * inference_flops(parameters, inference)
 
 
 def accuracy_within(points: Sequence[Mapping[str, Any]], budget: float) -> tuple[float | None, float | None]:
