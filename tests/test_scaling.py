@@ -164,6 +164,8 @@ def test_runs_record_bins_and_summaries_break_down_by_bin(tmp_path, monkeypatch)
     point = summary["strategies"][0]["points"][-1]
     assert set(point["accuracy_by_bin"]) == {"oracle", "predicted"}
     assert sum(summary["problems_by_bin"]["oracle"].values()) == 10
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "Oracle difficulty bins" in report and "Predicted difficulty bins" in report
 
 
 def test_scaling_fit_writes_a_policy_that_a_run_applies_by_predicted_bin(tmp_path, monkeypatch):
