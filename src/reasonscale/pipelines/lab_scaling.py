@@ -168,15 +168,18 @@ def write_lab_report(out: Path, result: dict[str, Any]) -> None:
         figure = Figure(figsize=(5, 3.5))
         ax = figure.subplots()
         ax.plot(range(len(chains["accuracy_by_revision"])), chains["accuracy_by_revision"], marker="o")
-        ax.set(xlabel="revision k", ylabel="accuracy", title="accuracy along the revision chain")
+        ax.set(xlabel="revision k", ylabel="accuracy", title="accuracy along the revision chain", ylim=(-0.02, 1.02))
         figure.tight_layout()
         figure.savefig(out / "revisions.png", dpi=100)
-    lines += ["## Sequential vs parallel (accuracy per ratio P:L, per oracle bin)", ""]
+    lines += ["## Sequential vs parallel (accuracy per ratio P:L, per oracle bin)", "", "![ratios](ratios.png)", ""]
+    plot_ratios(result["ratios_by_oracle_bin"], out / "ratios.png")
     for budget, bins in result["ratios_by_oracle_bin"].items():
         for b, row in sorted(bins.items()):
             cells = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "best")
             lines.append(f"- N={budget}, bin {b}: {cells}; best {row['best']}")
+    plot_compute_optimal(result["compute_optimal"], out / "compute_optimal.png")
     lines += ["", "## Compute-optimal (two-fold cross-validated) vs weighted best-of-N", "",
+              "![compute-optimal vs best-of-N](compute_optimal.png)", "",
               "| kind | budget | accuracy | best-of-N budget to match | saving |", "|---|---|---|---|---|"]
     for kind, cv in result["compute_optimal"]["cross_validated"].items():
         for p in cv["points"]:
@@ -186,6 +189,42 @@ def write_lab_report(out: Path, result: dict[str, Any]) -> None:
     if "exchange" in result:
         lines += exchange_lines(result["exchange"])
     atomic.write_text(out / "report.md", "\n".join(lines) + "\n")
+
+
+def plot_ratios(table: dict[str, dict[str, Any]], path: Path) -> None:
+    """One panel per budget: accuracy per oracle bin, one line per ratio P:L."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4 * max(1, len(table)), 3.5))
+    for ax, (budget, bins) in zip(figure.subplots(1, max(1, len(table)), squeeze=False)[0], table.items()):
+        ratios = list(dict.fromkeys(k for row in bins.values() for k in row if k != "best"))
+        order = sorted(bins, key=int)
+        for ratio in ratios:
+            ax.plot(order, [bins[b].get(ratio, float("nan")) for b in order], marker="o", label=f"P:L {ratio}")
+        ax.set(xlabel="oracle bin (1 easiest)", ylabel="accuracy", title=f"N = {budget}", ylim=(-0.02, 1.02))
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def plot_compute_optimal(fitted: dict[str, Any], path: Path) -> None:
+    """Accuracy against generation budget: weighted best-of-N and the cross-validated policy per kind of bin."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 3.5))
+    ax = figure.subplots()
+    base = fitted["baseline"]
+    ax.plot([p["generation_budget"] for p in base], [p["accuracy"] for p in base], marker="o", label="weighted BoN")
+    for kind, cv in fitted["cross_validated"].items():
+        points = cv["points"]
+        ax.plot([p["generation_budget"] for p in points], [p["accuracy"] for p in points], marker="s",
+                label=f"compute-optimal ({kind} bins)")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="generation budget", ylabel="accuracy", title="compute-optimal vs best-of-N (cross-validated)",
+           ylim=(-0.02, 1.02))
+    ax.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
 
 
 def exchange_lines(ex: dict[str, Any]) -> list[str]:
