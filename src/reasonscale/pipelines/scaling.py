@@ -99,7 +99,7 @@ def policy_config(
         budgets.setdefault(series_key({"strategy": c["strategy"], "settings": c["settings"]}), set()).add(c["n"])
     source = next((s for s in cfg.strategies if uses_verifier(s) and s.verifier_key() == verifier), None)
     pool_n = max((build_strategy(s).pool_size() for s in cfg.strategies), default=0)
-    if pool_n and source is not None:  # the pool whose verifier scores place a new question, as large as in the fitted run
+    if pool_n and source is not None:  # the pool whose scores place a new question, as large as in the fitted run
         fields = {k: source.settings()[k] for k in ("verifier", "verifier_path", "verifier_options", "aggregate")}
         budgets.setdefault(series_key({"strategy": BASELINE, "settings": fields}), set()).add(pool_n)
     data["strategies"] = []
