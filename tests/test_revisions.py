@@ -113,6 +113,7 @@ class ScoreByAnswer(Verifier):
     def score_items(self, problems, step_lists):
         from reasonscale.types import Usage
 
+        self.contexts = [p.meta.get("context") for p in problems]
         return self.score(problems, step_lists), [
             Usage(verifier_calls=1, verifier_tokens=5, flops=50.0, verifier_flops=50.0) for _ in step_lists
         ]
@@ -154,6 +155,9 @@ def test_a_revise_chain_sends_the_right_context_and_counts_usage_exactly():
     # chain 0 answers 0,1,2,3,4,4; chain 1 answers 1,2,3,4,5,5: the verifier favours 3, which is right
     assert outcome.answer == "3" and outcome.correct == 1.0
     assert outcome.details["correct"] == [[0, 0, 0, 1, 0, 0], [0, 0, 1, 0, 0, 0]]
+    # each attempt is scored with the attempts it saw before it (what an ORM trained on revisions reads)
+    sent = [r.prompt for j in range(2) for r in engine.requests if r.index == j]
+    assert ["q0\n" + c for c in chunk.scorer.contexts] == sent
 
 
 def test_revise_by_majority_votes_over_every_attempt_and_scores_nothing():

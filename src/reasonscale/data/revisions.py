@@ -28,12 +28,18 @@ WINDOW = 4
 MAX_PREVIOUS = 4
 
 
-def revision_prompt(prompt: str, previous: Sequence[str], window: int = WINDOW) -> str:
-    """The context of the next attempt: the task prompt and the last `window` attempts, each after a marker."""
+def revision_context(previous: Sequence[str], window: int = WINDOW) -> str:
+    """What follows the task prompt before the next attempt: the last `window` attempts, each after a marker, then
+    the marker of the new one (empty without previous attempts)."""
     shown = list(previous)[-window:] if window > 0 else []
     if not shown:
-        return prompt
-    return prompt + "".join(f"{PREVIOUS}{attempt.strip()}\n" for attempt in shown) + REVISED
+        return ""
+    return "".join(f"{PREVIOUS}{attempt.strip()}\n" for attempt in shown) + REVISED
+
+
+def revision_prompt(prompt: str, previous: Sequence[str], window: int = WINDOW) -> str:
+    """The context of the next attempt: the task prompt and the last `window` attempts, each after a marker."""
+    return prompt + revision_context(previous, window)
 
 
 def edit_distance(a: str, b: str) -> int:

@@ -10,16 +10,17 @@ flat majority over every attempt. Each attempt is billed its whole context (the 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from reasonscale.config import VerifiedStrategyConfig
-from reasonscale.data.revisions import WINDOW, revision_prompt
+from reasonscale.data.revisions import WINDOW, revision_context, revision_prompt
 from reasonscale.engines.base import SampleRequest
 from reasonscale.search.selection import majority_vote, weighted_vote
 from reasonscale.search.strategy import Chunk, Outcome, Strategy, register
-from reasonscale.types import Usage
+from reasonscale.types import Problem, Usage
 from reasonscale.verifiers.base import aggregate
 
 
@@ -68,6 +69,13 @@ class Revise(Strategy):
         return [self.select(chunk, problem, attempts, usage)
                 for problem, attempts, usage in zip(chunk.problems, chains, usages)]
 
+    def in_context(self, problem: Problem, attempts: list[list[str]]) -> list[Problem]:
+        """The problem of each attempt (chain-major) with the previous attempts it saw as `meta["context"]`, which
+        verifiers that read the prompt read too (an ORM trained on revisions with their context)."""
+        window = self.config.window
+        return [replace(problem, meta={**problem.meta, "context": revision_context(chain[:t], window)})
+                for chain in attempts for t in range(len(chain))]
+
     def sample_chains(self, chunk: Chunk, n: int) -> tuple[list[list[list[str]]], list[Usage]]:
         """Every problem's P chains of L attempt texts, and each problem's policy usage."""
         chains_n, length = self.config.shape(n)
@@ -88,7 +96,7 @@ class Revise(Strategy):
                     chain.append(completion.text)
         return chains, usages
 
-    def select(self, chunk: Chunk, problem, attempts: list[list[str]], usage: Usage) -> Outcome:
+    def select(self, chunk: Chunk, problem: Problem, attempts: list[list[str]], usage: Usage) -> Outcome:
         """Grade, group and (with a verifier) score every attempt of one problem; choose one answer."""
         task = chunk.task
         flat = [text for chain in attempts for text in chain]
@@ -99,7 +107,7 @@ class Revise(Strategy):
             index = majority_vote(groups)
         else:
             steps = [task.split_steps(text) for text in flat]
-            step_scores, costs = chunk.verifier(self.config).score_items([problem] * len(flat), steps)
+            step_scores, costs = chunk.verifier(self.config).score_items(self.in_context(problem, attempts), steps)
             for cost in costs:
                 usage += cost
             scores = [aggregate(s, self.config.aggregate) for s in step_scores]
