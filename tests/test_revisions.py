@@ -213,3 +213,15 @@ def test_lab_train_revision_builds_a_cached_revision_model_beside_the_preset(tmp
     again = train_revision_preset("weak", cfg, progress=False, engine_factory=lambda m: scripted)
     assert again == path and scripted.calls == 20  # no sample drawn again
     assert (path / "reasonscale_train.json").stat().st_mtime_ns == stamp  # nothing trained again
+
+
+def test_verifier_examples_label_each_attempt_after_the_context_it_saw():
+    from reasonscale.data.revisions import verifier_examples
+
+    problem = Problem("q0", "q0", "7", level=2)
+    chains = [["step\nso 3", "step\nso 7"], ["", "so 7"]]
+    examples = verifier_examples(LastWordTask(), problem, "q0\n", chains, window=4)
+    assert [e.steps for e in examples] == [["step\nso 3"], ["step\nso 7"], ["so 7"]]  # the empty attempt is left out
+    assert [e.correct for e in examples] == [False, True, True] and [e.soft for e in examples] == [[0.0], [1.0], [1.0]]
+    assert examples[1].prompt == revision_prompt("q0\n", ["step\nso 3"]) and examples[0].prompt == "q0\n"
+    assert examples[2].prompt == revision_prompt("q0\n", [""]) and examples[2].level == 2

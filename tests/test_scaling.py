@@ -253,7 +253,9 @@ def test_lab_scaling_end_to_end_at_a_tiny_size_and_a_rerun_makes_no_model_call(t
         "policy": str(tiny_model_dir), "device": "cpu",
         "task": {"name": "lab", "lab": {"levels": [1], "per_level": 5}},
         "sampling": {"temperature": 1.0, "max_tokens": 12},
-        "revision": {"train_per_level": 3, "samples": 4, "train": {"max_steps": 2, "batch_size": 4}},
+        "revision": {"train_per_level": 3, "samples": 4, "train": {"max_steps": 2, "batch_size": 4},
+                     "verifier": {"enabled": True, "train_per_level": 1, "chains": 1, "length": 2,
+                                  "train": {"epochs": 1, "batch_size": 4}}},
         "budgets": [1, 2, 4], "lengths": [1, 2], "output_dir": str(tmp_path / "out"), "large": str(tiny_model_dir),
     }))
     scripted = Scripted()
@@ -265,9 +267,12 @@ def test_lab_scaling_end_to_end_at_a_tiny_size_and_a_rerun_makes_no_model_call(t
     assert set(result["compute_optimal"]["cross_validated"]) == {"oracle", "predicted"}
     assert (tmp_path / "out" / "report.md").is_file()
     assert (tmp_path / "out" / "eval" / "scaling" / "policy.yaml").is_file()
+    assert result["revision_verifier"]["examples"] == 2  # 1 question x 1 chain x 2 attempts
+    assert {"revise[orm]", "weighted_best_of_n[orm]"} <= {label.split(",")[0].rstrip("]") + "]"
+                                                         for label in result["verifiers"]}
     assert result["exchange"]["M"] == 1.0 and [r["R"] for r in result["exchange"]["bins"]["all"]] == [0.16, 0.79, 22.0]
     again = run_lab_scaling(config, show_progress=False, engine_factory=lambda m: scripted)
-    assert again["model_calls"] == {"revision_data": 0, "evaluation": 0, "large": 0}
+    assert again["model_calls"] == {"revision_data": 0, "evaluation": 0, "revision_verifier": 0, "large": 0}
     assert not again["revision_model"]["trained"]
     assert scripted.calls == 12
 

@@ -136,3 +136,22 @@ def build_revision_data(
 def _first_step(split_steps, text: str) -> str | None:
     steps = split_steps(text)
     return steps[0] if steps else None
+
+
+def verifier_examples(task, problem, prompt: str, chains: Sequence[Sequence[str]], window: int = WINDOW) -> list:
+    """Outcome-labelled examples for a verifier of revisions (the paper's ORM): each attempt of each chain, after
+    the prompt that showed it its previous attempts, labelled by the task's grader; one segment per attempt (as the
+    `orm` verifier reads it). Attempts without any step are left out."""
+    from reasonscale.data.prm_labels import PRMExample
+
+    flat = [(chain[:t], text) for chain in chains for t, text in enumerate(chain)]
+    answers = [task.extract_answer(text) for _, text in flat]
+    correct = task.grade([problem] * len(flat), answers)
+    out = []
+    for (previous, text), ok in zip(flat, correct):
+        steps = task.split_steps(text)
+        if steps:
+            label = [float(ok)]
+            out.append(PRMExample(problem.id, problem.question, revision_prompt(prompt, previous, window),
+                                  [task.join_steps(steps)], label, label, bool(ok), problem.level))
+    return out

@@ -16,13 +16,16 @@ from typing import Any
 from pydantic import Field
 
 from reasonscale.config import ModelConfig, Section, TaskConfig
-from reasonscale.data.revisions import MAX_PREVIOUS, build_revision_data
+from reasonscale.data.prm_labels import save_examples
+from reasonscale.data.revisions import MAX_PREVIOUS, build_revision_data, verifier_examples
 from reasonscale.engines import Engine, build_engine
 from reasonscale.engines.cached import CachedEngine
+from reasonscale.identity import digest, model_identity
 from reasonscale.store import Store
 from reasonscale.tasks import build_task
 from reasonscale.train.common import TrainResult
 from reasonscale.train.config import SFTConfig
+from reasonscale.train.prm import PRMTrainConfig
 from reasonscale.train.data import write_jsonl
 from reasonscale.types import SamplingParams
 
@@ -39,6 +42,17 @@ class RevisionTrainSettings(Section):
     seed: int = 0
 
 
+class RevisionVerifierConfig(Section):
+    """The paper's verifier for revisions: an ORM trained on the revision model's chains, each attempt read after
+    the previous attempts it saw (off by default: the oracle and the PRM need no extra training)."""
+
+    enabled: bool = False
+    train_per_level: int = Field(20, ge=1, description="training questions per level")
+    chains: int = Field(2, ge=1, description="revision chains per question")
+    length: int = Field(4, ge=1, description="attempts per chain")
+    train: PRMTrainConfig = Field(default_factory=lambda: PRMTrainConfig(epochs=2, lr=1e-3))
+
+
 class RevisionStageConfig(Section):
     """How the revision model's data is sampled and how it is trained."""
 
@@ -50,6 +64,7 @@ class RevisionStageConfig(Section):
     window: int = Field(3, ge=0, description="previous attempts shown (3 keeps level-5 contexts in 512 positions)")
     seed: int = 0
     train: RevisionTrainSettings = Field(default_factory=RevisionTrainSettings)
+    verifier: RevisionVerifierConfig = Field(default_factory=RevisionVerifierConfig)
 
 
 def revision_data(
@@ -134,3 +149,51 @@ def train_revision_preset(
     out = cache_root() / "lab" / f"revision-{preset.name}-{preset.fingerprint()}"
     data, _, _ = revision_data(cfg, ModelConfig(path=policy), TaskConfig(name="lab"), out, engine_factory)
     return train_revision_model(cfg, policy, data, out / "model", progress).path
+
+
+def train_revision_verifier(
+    cfg: RevisionStageConfig,
+    revision_model: str,
+    task_cfg: TaskConfig,
+    temperature: float,
+    out: Path,
+    device: str = "auto",
+    engine_factory: Callable[[ModelConfig], Engine] = build_engine,
+) -> tuple[Path, dict[str, Any]]:
+    """Sample revision chains of the revision model on training questions (cached), label every attempt with the
+    task's grader, and train an ORM on them (`train_prm`, one segment per attempt) into `out/orm/<key>`, keyed by the
+    base's content, the data and the settings; reused when all are unchanged. Returns its path and statistics
+    (with the model calls this invocation made)."""
+    from types import SimpleNamespace
+
+    from reasonscale.search.revise import Revise, ReviseConfig
+    from reasonscale.train.prm import resolve_device, train_prm
+
+    v = cfg.verifier
+    task_cfg = task_cfg.model_copy(update={"split": "train", "limit": None})
+    task_cfg.lab = task_cfg.lab.model_copy(update={"per_level": v.train_per_level, "seed": task_cfg.lab.seed + 1})
+    task = build_task(task_cfg)
+    problems = task.load()
+    prompts = [task.format_prompt(p) for p in problems]
+    params = SamplingParams(1, temperature, 1.0, cfg.max_tokens, task.solution_stop, cfg.seed)
+    strategy = Revise(ReviseConfig(length=v.length, window=cfg.window, select="majority"))
+    store = Store(out / "store.sqlite")
+    try:
+        with CachedEngine(engine_factory(ModelConfig(path=revision_model)), store) as engine:
+            chunk = SimpleNamespace(task=task, engine=engine, problems=problems, prompts=prompts,
+                                    sampling=lambda: params)
+            chains, _ = strategy.sample_chains(chunk, v.chains * v.length)
+            calls = engine.misses
+    finally:
+        store.close()
+    examples = [e for p, prompt, c in zip(problems, prompts, chains)
+                for e in verifier_examples(task, p, prompt, c, cfg.window)]
+    data = save_examples(examples, out / "orm_data.jsonl")
+    key = digest({"base": model_identity(revision_model), "data": digest(data.read_text()),
+                  "train": v.train.model_dump(), "device": resolve_device(device)})
+    path = out / "orm" / key
+    stats = {"examples": len(examples), "correct": sum(e.correct for e in examples), "key": key}
+    if not (path / "training.json").is_file():  # written last: a complete ORM
+        result = train_prm(examples, revision_model, path, v.train, device=device)
+        (path / "training.json").write_text(json.dumps({**stats, "steps": result.steps}, indent=2))
+    return path, {**stats, "model_calls": calls}

@@ -25,7 +25,12 @@ from reasonscale import atomic
 from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig, load_config
 from reasonscale.engines import Engine, build_engine
 from reasonscale.lab import family  # noqa: F401  (registers the family presets)
-from reasonscale.lab.revision import RevisionStageConfig, revision_data, train_revision_model
+from reasonscale.lab.revision import (
+    RevisionStageConfig,
+    revision_data,
+    train_revision_model,
+    train_revision_verifier,
+)
 from reasonscale.pipelines.evaluate import run_evaluation
 from reasonscale.pipelines.scaling import exchange, fit
 from reasonscale.pipelines.search_experiment import model_path
@@ -46,17 +51,20 @@ class LabScalingConfig(Section):
     output_dir: str = "runs/lab-scaling"
 
 
-def strategies(cfg: LabScalingConfig) -> list[StrategyConfig]:
+def strategies(cfg: LabScalingConfig, orm: str | None = None) -> list[StrategyConfig]:
     """Weighted best-of-N and majority over parallel samples, and revise at each chain length (each reported at
-    the budgets its length divides)."""
-    out = [StrategyConfig(name="weighted_best_of_n", verifier=cfg.verifier, budgets=cfg.budgets),
-           StrategyConfig(name="majority", budgets=cfg.budgets)]
-    for length in cfg.lengths:
-        budgets = [b for b in cfg.budgets if b % min(length, b) == 0 and b >= length]
-        if budgets:
-            out.append(StrategyConfig(name="revise", length=length, window=cfg.revision.window,
-                                      verifier=cfg.verifier, budgets=budgets))
-    return out
+    the budgets its length divides); with a trained revision verifier (`orm`), weighted best-of-N and revise with
+    it as well."""
+    verifiers = [{"verifier": cfg.verifier}] + ([{"verifier": "orm", "verifier_path": orm}] if orm else [])
+    out = []
+    for verifier in verifiers:  # the first strategy is weighted best-of-N with the main verifier
+        out.append(StrategyConfig(name="weighted_best_of_n", budgets=cfg.budgets, **verifier))
+        for length in cfg.lengths:
+            budgets = [b for b in cfg.budgets if b % min(length, b) == 0 and b >= length]
+            if budgets:
+                out.append(StrategyConfig(name="revise", length=length, window=cfg.revision.window,
+                                          budgets=budgets, **verifier))
+    return [*out, StrategyConfig(name="majority", budgets=cfg.budgets)]
 
 
 def revision_chain_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -83,11 +91,13 @@ def revision_chain_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def ratio_table(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per budget and oracle bin, the accuracy of each chain length L (P = N / L) and the winner."""
+def ratio_table(summary: dict[str, Any], verifier: tuple[str, str | None]) -> dict[str, dict[str, Any]]:
+    """Per budget and oracle bin, the accuracy of each chain length L (P = N / L) with `verifier` (kind, path), and
+    the winner."""
     table: dict[str, dict[str, Any]] = {}
     for curve in summary["strategies"]:
-        if curve["strategy"] != "revise":
+        settings = curve["settings"]
+        if curve["strategy"] != "revise" or (settings["verifier"], settings["verifier_path"]) != verifier:
             continue
         for p in curve["points"]:
             length = min(curve["settings"]["length"], p["budget"])
@@ -98,6 +108,13 @@ def ratio_table(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for row in bins.values():
             row["best"] = max((k for k in row if k != "best"), key=lambda k: row[k])
     return table
+
+
+def verifier_table(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Accuracy of every verifier-selected strategy (weighted best-of-N, revise at each L) per budget, by label:
+    the oracle, a PRM and the revision ORM side by side."""
+    return {c["label"]: {str(p["budget"]): p["accuracy"] for p in c["points"]}
+            for c in summary["strategies"] if c["settings"].get("verifier")}
 
 
 def run_lab_scaling(
@@ -115,22 +132,30 @@ def run_lab_scaling(
     model = ModelConfig(path=policy, device=cfg.device, max_batch_size=cfg.max_batch_size)
     data, data_stats, data_calls = revision_data(cfg.revision, model, cfg.task, out, engine_factory)
     trained = train_revision_model(cfg.revision, policy, data, out / "revision-model", progress=show_progress)
+    orm, orm_stats, calls = None, None, {"revision_data": data_calls}
+    if cfg.revision.verifier.enabled:
+        orm, orm_stats = train_revision_verifier(cfg.revision, str(trained.path), cfg.task, cfg.revision.temperature,
+                                                 out, cfg.device)
+        calls["revision_verifier"] = orm_stats.pop("model_calls")
     run_cfg = RunConfig(
         model=model.model_copy(update={"path": str(trained.path)}),
         task=cfg.task,
         sampling=cfg.sampling,
-        strategies=strategies(cfg),
+        strategies=strategies(cfg, None if orm is None else str(orm)),
         output_dir=str(out / "eval"),
     )
     summary = run_evaluation(run_cfg, show_progress=show_progress)
+    main = run_cfg.strategies[0]
     records = [json.loads(line) for line in (out / "eval" / "results.jsonl").read_text().splitlines()]
     result = {
         "revision_data": data_stats,
         "revision_model": {"path": str(trained.path), "trained": trained.trained, "steps": trained.info.get("steps"),
                            "final": trained.info.get("final")},
-        "model_calls": {"revision_data": data_calls, "evaluation": summary["usage"]["model_calls"]},
+        "revision_verifier": orm_stats,
+        "model_calls": {**calls, "evaluation": summary["usage"]["model_calls"]},
         "chains": revision_chain_stats(records),
-        "ratios_by_oracle_bin": ratio_table(summary),
+        "ratios_by_oracle_bin": ratio_table(summary, (main.verifier, main.verifier_path)),
+        "verifiers": verifier_table(summary),
         "compute_optimal": fit(out / "eval"),
     }
     if cfg.large:
@@ -171,6 +196,10 @@ def write_lab_report(out: Path, result: dict[str, Any]) -> None:
         ax.set(xlabel="revision k", ylabel="accuracy", title="accuracy along the revision chain", ylim=(-0.02, 1.02))
         figure.tight_layout()
         figure.savefig(out / "revisions.png", dpi=100)
+    lines += ["## Verifiers (accuracy per budget N)", ""]
+    lines += [f"- {label}: " + ", ".join(f"N={n} {acc:.3f}" for n, acc in points.items())
+              for label, points in result["verifiers"].items()]
+    lines += [""]
     lines += ["## Sequential vs parallel (accuracy per ratio P:L, per oracle bin)", "", "![ratios](ratios.png)", ""]
     plot_ratios(result["ratios_by_oracle_bin"], out / "ratios.png")
     for budget, bins in result["ratios_by_oracle_bin"].items():
