@@ -192,6 +192,14 @@ def test_scaling_fit_writes_a_policy_that_a_run_applies_by_predicted_bin(tmp_pat
     evaluate.run_evaluation(cfg, show_progress=False, engine_factory=lambda c: engine)
     result = fit(tmp_path / "run")
     assert set(result["cross_validated"]) == {"oracle", "predicted"}
+    from typer.testing import CliRunner
+
+    from reasonscale.cli import app
+
+    shown = CliRunner().invoke(app, ["scaling", "fit", str(tmp_path / "run")])
+    assert shown.exit_code == 0 and "predicted bins" in shown.output and "policy.yaml" in shown.output
+    missing = CliRunner().invoke(app, ["scaling", "fit", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "summary.json" in missing.output
     for cv in result["cross_validated"].values():
         assert [p["generation_budget"] for p in cv["points"]] == [1.0, 2.0, 4.0, 8.0]
         assert all(p["questions"] == 12 for p in cv["points"])

@@ -131,6 +131,8 @@ def lab_train(
 
         console.print(f"model ready: {path}")
         path = run_safely(train_revision_preset, preset, budget_s=budget_s, progress=not quiet)
+        console.print(f"revision model ready: {path}")
+        return
     console.print(f"model ready: {path}")
 
 

@@ -76,7 +76,7 @@ def _point(budget: int, point: dict[str, Any]) -> dict[str, Any]:
 def _by_bin(bins: dict[tuple[str, str], list[float]]) -> dict[str, dict[str, float]]:
     """Accuracy per difficulty bin, per kind of bin (oracle, predicted)."""
     out: dict[str, dict[str, float]] = {}
-    for (kind, b), values in sorted(bins.items()):
+    for (kind, b), values in sorted(bins.items(), key=lambda item: (item[0][0], int(item[0][1]))):
         out.setdefault(kind, {})[b] = _mean(values)
     return out
 
@@ -115,7 +115,7 @@ def _bin_counts(records: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
             if b is not None:
                 counts.setdefault(kind, {}).setdefault(str(b), 0)
                 counts[kind][str(b)] += 1
-    return {kind: dict(sorted(c.items())) for kind, c in counts.items()}
+    return {kind: dict(sorted(c.items(), key=lambda item: int(item[0]))) for kind, c in counts.items()}
 
 
 def write_outputs(out_dir: Path, records: list[dict[str, Any]], summary: dict[str, Any]) -> None:
