@@ -193,7 +193,7 @@ def scaling_table(result: dict[str, Any]) -> Table:
     kinds = list(result["cross_validated"].values())
     for i, point in enumerate(kinds[0]["points"] if kinds else []):
         budget = point["generation_budget"]
-        matched = [f"{k['points'][i]['baseline_budget'] or '-'}" for k in kinds]
+        matched = [f"{b:g}" if (b := k["points"][i]["baseline_budget"]) is not None else "-" for k in kinds]
         table.add_row(
             f"{budget:g}",
             f"{baseline[budget]:.3f}" if budget in baseline else "-",
