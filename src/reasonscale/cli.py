@@ -150,14 +150,23 @@ app.add_typer(lab_app, name="lab")
 
 @lab_app.command("train")
 def lab_train(
-    preset: Annotated[str, typer.Option(help="weak, default or strong")] = "default",
+    preset: Annotated[str, typer.Option(help="weak, default, strong, or family-1..4 (increasing size)")] = "default",
     budget_s: Annotated[float | None, typer.Option(help="wall-time cap in seconds (default: the preset's)")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
+    revision: Annotated[bool, typer.Option(help="also fine-tune its revision model (Snell et al. App. H)")] = False,
 ) -> None:
     """Train a lab model preset from scratch (resumes from its last checkpoint; reuses a finished one)."""
+    from reasonscale.lab import family  # noqa: F401  (registers the family presets)
     from reasonscale.lab.train import train_preset
 
     path = run_safely(train_preset, preset, budget_s=budget_s, progress=not quiet)
+    if revision:
+        from reasonscale.lab.revision import train_revision_preset
+
+        console.print(f"model ready: {path}")
+        path = run_safely(train_revision_preset, preset, budget_s=budget_s, progress=not quiet)
+        console.print(f"revision model ready: {path}")
+        return
     console.print(f"model ready: {path}")
 
 
@@ -202,6 +211,88 @@ def lab_search(
 
     summary = run_safely(run_search_experiment, config, set_, show_progress=not quiet)
     Console().print(results_table(summary))
+
+
+scaling_app = typer.Typer(help="Difficulty bins and the compute-optimal policy (Snell et al. 2024).")
+app.add_typer(scaling_app, name="scaling")
+
+
+def scaling_table(result: dict[str, Any]) -> Table:
+    """Cross-validated compute-optimal accuracy per budget and kind of bin, against weighted best-of-N."""
+    table = Table(title=f"compute-optimal policy (two-fold cross-validated), {result['run']}", padding=(0, 1, 0, 0))
+    kinds_headers = [f"{k} bins" for k in result["cross_validated"]]
+    for header in ("budget", "weighted BoN", *kinds_headers, "BoN budget to match"):
+        table.add_column(header, justify="right")
+    baseline = {p["generation_budget"]: p["accuracy"] for p in result["baseline"]}
+    kinds = list(result["cross_validated"].values())
+    for i, point in enumerate(kinds[0]["points"] if kinds else []):
+        budget = point["generation_budget"]
+        matched = [f"{b:g}" if (b := k["points"][i]["baseline_budget"]) is not None else "-" for k in kinds]
+        table.add_row(
+            f"{budget:g}",
+            f"{baseline[budget]:.3f}" if budget in baseline else "-",
+            *(f"{k['points'][i]['accuracy']:.3f}" for k in kinds),
+            " / ".join(matched),
+        )
+    return table
+
+
+@scaling_app.command("fit")
+def scaling_fit(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run directory (results.jsonl, summary.json)")],
+    seed: Annotated[int, typer.Option(help="seed of the split into halves")] = 0,
+) -> None:
+    """Select the best strategy per difficulty bin and budget, cross-validated; write the policy as a run config."""
+    from reasonscale.pipelines.scaling import fit
+
+    result = run_safely(fit, run_dir, seed)
+    Console().print(scaling_table(result))
+    console.print(f"details: {run_dir / 'scaling' / 'scaling.json'}")
+    if "policy" in result:
+        console.print(f"policy (routes by predicted bin): reasonscale run {run_dir / 'scaling' / 'policy.yaml'}")
+    else:
+        console.print("no predicted bins (the run has no verifier-scored sample pool): no policy written")
+
+
+@scaling_app.command("exchange")
+def scaling_exchange(
+    small_run: Annotated[Path, typer.Argument(help="finished run of the small model (several strategies/budgets)")],
+    large_run: Annotated[Path, typer.Argument(help="finished run of the larger model on the same questions")],
+    m: Annotated[float | None, typer.Option(help="parameter ratio (default: counted from the two models)")] = None,
+) -> None:
+    """Pretraining vs test-time compute at matched FLOPs, per oracle difficulty bin, for R = 0.16, 0.79, 22."""
+    from reasonscale.pipelines.scaling import exchange
+
+    result = run_safely(exchange, small_run, large_run, m)
+    table = Table(title=f"M = {result['M']:.2f}: small + test-time compute vs large greedy", padding=(0, 1, 0, 0))
+    for header in ("bin", "R", "X", "budget used", "small", "large", "winner"):
+        table.add_column(header, justify="right")
+    for group, rows in result["bins"].items():
+        for row in rows:
+            small = "-" if row["small"] is None else f"{row['small']:.3f}"
+            used = "-" if row["budget_used"] is None else f"{row['budget_used']:g}"
+            table.add_row(group, f"{row['R']:g}", f"{row['X']:.1f}", used, small, f"{row['large']:.3f}",
+                          str(row["winner"]))
+    Console().print(table)
+    console.print(f"details: {small_run / 'scaling' / 'exchange.json'}, plot: exchange.png")
+
+
+@lab_app.command("scaling")
+def lab_scaling(
+    config: Annotated[Path, typer.Argument(help="experiment YAML, e.g. examples/lab_scaling.yaml")],
+    set_: Annotated[list[str], typer.Option("--set", help="override, e.g. --set budgets=[1,4]")] = [],
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Revision model, sequential vs parallel per difficulty bin and the cross-validated compute-optimal policy."""
+    from reasonscale.pipelines.lab_scaling import run_lab_scaling
+
+    result = run_safely(run_lab_scaling, config, set_, show_progress=not quiet)
+    Console().print(scaling_table(result["compute_optimal"]))
+    chains = result["chains"]
+    if chains:
+        console.print("accuracy of revision k: " + ", ".join(f"{a:.3f}" for a in chains["accuracy_by_revision"]))
+        console.print(f"right attempts revised into wrong ones: {chains['right_to_wrong']}")
+    console.print(f"report: {Path(result['compute_optimal']['run']).parent / 'report.md'}")
 
 
 train_app = typer.Typer(help="Fine-tune models over TRL + PEFT: SFT, DPO and reward models, one config for all.")

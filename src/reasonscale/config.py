@@ -236,6 +236,29 @@ def _as_section(value: Any) -> StrategyConfig:
     return strategy_section(value["name"]).model_validate(value)
 
 
+class DifficultySettings(Section):
+    """Difficulty bins (`reasonscale.scaling.bins`); computed from the finished results, so not part of a run's
+    identity."""
+
+    bins: int = Field(5, ge=1, description="quantile bins, 1 the easiest")
+    verifier: str | None = Field(
+        None, description="key of the verifier whose mean final score predicts difficulty (default: the first "
+        "strategy's verifier), e.g. oracle or prm:PATH"
+    )
+    edges: list[float] | None = Field(None, description="fixed predicted-bin edges (from `reasonscale scaling fit`)")
+
+
+class PolicyChoice(Section):
+    """At budget `budget`, questions of predicted bin `bin` get the strategy with this name and these settings."""
+
+    budget: float = Field(description="generation budget (N, or N x (k + 1) for lookahead)")
+    bin: int = Field(ge=0, description="predicted difficulty bin; 0: questions without a bin")
+    n: int = Field(ge=1, description="the strategy's budget N")
+    strategy: str
+    settings: dict[str, Any]
+    label: str | None = None
+
+
 class RunConfig(Section):
     model: ModelConfig
     task: TaskConfig
@@ -245,6 +268,10 @@ class RunConfig(Section):
     )
     output_dir: str = "runs/default"
     cache_path: str | None = Field(None, description="shared generation cache (default: in output_dir)")
+    difficulty: DifficultySettings = Field(default_factory=DifficultySettings)
+    policy: list[PolicyChoice] = Field(
+        default_factory=list, description="a compute-optimal policy (`reasonscale scaling fit`), applied by bin"
+    )
 
     @model_validator(mode="after")
     def _distinct_strategies(self) -> RunConfig:

@@ -103,6 +103,22 @@ def markdown_table(summary: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def bin_table(summary: dict[str, Any], kind: str) -> str:
+    """Accuracy of every strategy at every budget per difficulty bin of one kind (oracle, predicted)."""
+    bins = list(summary.get("problems_by_bin", {}).get(kind, {}))
+    if not bins:
+        return ""
+    counts = ", ".join(f"bin {b}: {n}" for b, n in summary["problems_by_bin"][kind].items())
+    rows = [f"{kind.capitalize()} difficulty bins, 1 the easiest ({counts}):", "",
+            "| strategy@N | " + " | ".join(f"bin {b}" for b in bins) + " |", "|" + "---|" * (len(bins) + 1)]
+    for curve in summary["strategies"]:
+        for p in curve["points"]:
+            by_bin = p.get("accuracy_by_bin", {}).get(kind, {})
+            rows.append(f"| {curve['label']}@{p['budget']} | " + " | ".join(
+                f"{by_bin[b]:.3f}" if b in by_bin else "-" for b in bins) + " |")
+    return "\n".join(rows)
+
+
 def write_report(out_dir: Path, summary: dict[str, Any]) -> Path:
     """Write report.md and accuracy.png into `out_dir`; returns the Markdown path."""
     plot_accuracy(summary, out_dir / "accuracy.png")
@@ -120,6 +136,8 @@ def write_report(out_dir: Path, summary: dict[str, Any]) -> Path:
             "## Accuracy by strategy and budget",
             markdown_table(summary),
             "![accuracy vs generated tokens per problem](accuracy.png)",
+            *(["## Accuracy by difficulty bin"] if summary.get("problems_by_bin") else []),
+            *filter(None, (bin_table(summary, kind) for kind in ("oracle", "predicted"))),
         ]
     )
     path = out_dir / "report.md"

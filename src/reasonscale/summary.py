@@ -45,10 +45,15 @@ def series(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 key,
                 {"label": outcome["label"], "strategy": outcome["strategy"], "settings": outcome["settings"], "at": {}},
             )
-            point = entry["at"].setdefault(outcome["budget"], {"outcomes": [], "levels": defaultdict(list)})
+            point = entry["at"].setdefault(
+                outcome["budget"], {"outcomes": [], "levels": defaultdict(list), "bins": defaultdict(list)}
+            )
             point["outcomes"].append(outcome)
             if record.get("level") is not None:
                 point["levels"][str(record["level"])].append(float(outcome["correct"]))
+            for kind, b in (record.get("bins") or {}).items():
+                if b is not None:
+                    point["bins"][kind, str(b)].append(float(outcome["correct"]))
     out = []
     for entry in grouped.values():
         points = [_point(budget, p) for budget, p in sorted(entry.pop("at").items())]
@@ -63,8 +68,17 @@ def _point(budget: int, point: dict[str, Any]) -> dict[str, Any]:
         "generation_budget": outcomes[0]["generation_budget"],
         "accuracy": _mean([float(o["correct"]) for o in outcomes]),
         "accuracy_by_level": {lvl: _mean(v) for lvl, v in sorted(point["levels"].items())},
+        "accuracy_by_bin": _by_bin(point["bins"]),
         "cost": {f: _mean([float(o.get(f, 0)) for o in outcomes]) for f in COST_FIELDS},
     }
+
+
+def _by_bin(bins: dict[tuple[str, str], list[float]]) -> dict[str, dict[str, float]]:
+    """Accuracy per difficulty bin, per kind of bin (oracle, predicted)."""
+    out: dict[str, dict[str, float]] = {}
+    for (kind, b), values in sorted(bins.items(), key=lambda item: (item[0][0], int(item[0][1]))):
+        out.setdefault(kind, {})[b] = _mean(values)
+    return out
 
 
 def summarize(records: list[dict[str, Any]], cfg: BaseModel, usage: dict[str, int]) -> dict[str, Any]:
@@ -72,12 +86,18 @@ def summarize(records: list[dict[str, Any]], cfg: BaseModel, usage: dict[str, in
     `strategies` keyed `label@N` for reading (never parsed back)."""
     levels = sorted({str(r["level"]) for r in records if r.get("level") is not None})
     curves = series(records)
+    policy = getattr(cfg, "policy", None)
+    if policy:
+        from reasonscale.scaling.policy import policy_series
+
+        curves.append(policy_series(records, [c.model_dump() for c in policy]))
     points = [(f"{s['label']}@{p['budget']}", p) for s in curves for p in s["points"]]
     totals = {f: sum(r["usage"][f] for r in records) for f in COST_FIELDS}
     return {
         "config": cfg.model_dump(),
         "problems": len(records),
         "problems_by_level": {lvl: sum(str(r.get("level")) == lvl for r in records) for lvl in levels},
+        "problems_by_bin": _bin_counts(records),
         "strategies": curves,
         "accuracy": {name: p["accuracy"] for name, p in points},
         "accuracy_by_level": {
@@ -86,6 +106,16 @@ def summarize(records: list[dict[str, Any]], cfg: BaseModel, usage: dict[str, in
         "cost_per_problem": {name: p["cost"] for name, p in points},
         "usage": {**usage, **totals},
     }
+
+
+def _bin_counts(records: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for record in records:
+        for kind, b in (record.get("bins") or {}).items():
+            if b is not None:
+                counts.setdefault(kind, {}).setdefault(str(b), 0)
+                counts[kind][str(b)] += 1
+    return {kind: dict(sorted(c.items(), key=lambda item: int(item[0]))) for kind, c in counts.items()}
 
 
 def write_outputs(out_dir: Path, records: list[dict[str, Any]], summary: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from reasonscale.progress import Progress
 from reasonscale.search.pool import candidate_usage
 from reasonscale.search.strategy import Outcome, Strategy, build_strategy, labels
 from reasonscale.runlock import run_lock
+from reasonscale.scaling.bins import assign_bins
 from reasonscale.store import Store
 from reasonscale.summary import summarize, write_outputs
 from reasonscale.tasks import Task, build_task
@@ -35,9 +36,14 @@ from reasonscale.verifiers.base import Verifier
 MODEL_VERIFIERS = ("prm", "orm")
 
 
+def uses_verifier(strategy: StrategyConfig) -> bool:
+    """Whether a strategy is configured with a verifier (some, like revise by majority, may go without)."""
+    return isinstance(strategy, VerifiedStrategyConfig) and strategy.verifier is not None
+
+
 def verifier_key(strategy: StrategyConfig) -> str | None:
     """Which verifier instance a strategy uses (None: none): the key of its scores in candidate records."""
-    return strategy.verifier_key() if isinstance(strategy, VerifiedStrategyConfig) else None
+    return strategy.verifier_key() if uses_verifier(strategy) else None
 
 
 def verifier_identity(strategy: VerifiedStrategyConfig) -> str:
@@ -51,10 +57,19 @@ def run_key(cfg: RunConfig, policy: str | None = None) -> str:
     """Identity of a run's results: the config (but where it is written and throughput settings), the policy's
     content identity and dtype (`policy`, default `engine_identity(cfg.model)`), and the content identity of every
     verifier model, so a model retrained in place invalidates exactly the results that depend on it."""
-    data = cfg.model_dump(exclude={"output_dir": True, "cache_path": True, "model": set(ModelConfig.THROUGHPUT_FIELDS)})
-    verified = [s for s in cfg.strategies if isinstance(s, VerifiedStrategyConfig)]
+    # difficulty bins and a policy are read off finished results: they change no result
+    where = {"output_dir": True, "cache_path": True, "difficulty": True, "policy": True}
+    data = cfg.model_dump(exclude={**where, "model": set(ModelConfig.THROUGHPUT_FIELDS)})
+    verified = [s for s in cfg.strategies if uses_verifier(s)]
     verifiers = {s.verifier_key(): verifier_identity(s) for s in verified}
     return digest({"config": data, "policy": policy or engine_identity(cfg.model), "verifiers": verifiers})
+
+
+def difficulty_bins(records: list[dict[str, Any]], cfg: RunConfig) -> dict[str, list[float]]:
+    """Put each question's oracle and predicted difficulty bin in its record; returns the bin edges used."""
+    keys = [verifier_key(s) for s in cfg.strategies if uses_verifier(s)]
+    d = cfg.difficulty
+    return assign_bins(records, d.verifier or (keys[0] if keys else None), d.bins, d.edges)
 
 
 def cost(usage: Usage, engine: Engine) -> dict[str, float]:
@@ -207,6 +222,7 @@ class Evaluator:
             "correct": outcome.correct,
             **cost(outcome.usage, self.engine),
             "text": outcome.text,
+            **({"details": outcome.details} if outcome.details is not None else {}),
         }
 
 
@@ -224,7 +240,7 @@ def run_evaluation(
     out_dir = Path(cfg.output_dir)
     task = build_task(cfg.task)
     problems = task.load()  # inputs are checked before any output is touched
-    specs = {s.verifier_key(): s for s in cfg.strategies if isinstance(s, VerifiedStrategyConfig)}
+    specs = {s.verifier_key(): s for s in cfg.strategies if uses_verifier(s)}
     verifiers = {key: build_verifier(s.verifier, task, s.verifier_path, s.verifier_options) for key, s in specs.items()}
     inner = engine_factory(cfg) if engine_factory else None
     with run_lock(out_dir):
@@ -239,6 +255,7 @@ def run_evaluation(
             "run_model_calls": store.run_calls(key),
         }
         store.close()
+        difficulty_bins(records, cfg)
         summary = summarize(records, cfg, usage)
         write_outputs(out_dir, records, summary)
     return summary

@@ -26,19 +26,26 @@ from reasonscale.tasks.base import Task
 from reasonscale.types import Problem, SamplingParams, Usage
 from reasonscale.verifiers.base import Verifier
 
-BUILTIN_MODULES = ("reasonscale.search.pool", "reasonscale.search.step_strategies", "reasonscale.search.topologies")
+BUILTIN_MODULES = (
+    "reasonscale.search.pool",
+    "reasonscale.search.step_strategies",
+    "reasonscale.search.topologies",
+    "reasonscale.search.revise",
+)
 
 
 @dataclass
 class Outcome:
     """A strategy's result on one problem: its answer, whether it is right (an expectation for pass@k), the
-    compute it spent (policy and verifier), and the chosen solution's text unless it is one of the shared samples
-    (which the result record holds anyway)."""
+    compute it spent (policy and verifier), the chosen solution's text unless it is one of the shared samples
+    (which the result record holds anyway), and any strategy-specific `details` for analysis (e.g. the
+    correctness of every revision)."""
 
     answer: str | None
     correct: float
     usage: Usage
     text: str | None = None
+    details: dict[str, Any] | None = None
 
 
 class Chunk(Protocol):

@@ -185,8 +185,11 @@ class PRMVerifier(Verifier):
             )
 
     def prompt(self, problem: Problem) -> str:
+        """The text the solution follows: the task's prompt (or the template), then any context a strategy put
+        before the solution (`problem.meta["context"]`, e.g. a revision's previous attempts)."""
         template = self.format.prompt_template
-        return self.task.format_prompt(problem) if template is None else template.format(question=problem.question)
+        base = self.task.format_prompt(problem) if template is None else template.format(question=problem.question)
+        return base + problem.meta.get("context", "")
 
     def segments(self, steps: Sequence[str]) -> list[str]:
         """The pieces that are each followed by the separator and read: one per step."""

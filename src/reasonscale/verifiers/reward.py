@@ -85,7 +85,7 @@ class RewardModelVerifier(Verifier):
     def score(self, problems: Sequence[Problem], step_lists: Sequence[Sequence[str]]) -> list[list[float]]:
         asked = [i for i, steps in enumerate(step_lists) if steps]
         rewards = self.rewards(
-            [self.task.format_prompt(problems[i]) for i in asked],
+            [self.task.format_prompt(problems[i]) + problems[i].meta.get("context", "") for i in asked],
             [self.task.join_steps(step_lists[i]) for i in asked],
         )
         scores: list[list[float]] = [[] for _ in step_lists]
