@@ -249,7 +249,8 @@ def scaling_fit(
     Console().print(scaling_table(result))
     console.print(f"details: {run_dir / 'scaling' / 'scaling.json'}")
     if "policy" in result:
-        console.print(f"policy (routes by predicted bin): reasonscale run {run_dir / 'scaling' / 'policy.yaml'}")
+        policy = run_dir / "scaling" / "policy.yaml"
+        console.print(f"policy (routes by predicted bin): reasonscale run {policy}", soft_wrap=True)
     else:
         console.print("no predicted bins (the run has no verifier-scored sample pool): no policy written")
 
