@@ -26,7 +26,12 @@ from reasonscale.tasks.base import Task
 from reasonscale.types import Problem, SamplingParams, Usage
 from reasonscale.verifiers.base import Verifier
 
-BUILTIN_MODULES = ("reasonscale.search.pool", "reasonscale.search.step_strategies", "reasonscale.search.topologies")
+BUILTIN_MODULES = (
+    "reasonscale.search.pool",
+    "reasonscale.search.step_strategies",
+    "reasonscale.search.topologies",
+    "reasonscale.search.topological",
+)
 
 
 @dataclass
