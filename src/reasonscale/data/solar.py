@@ -84,7 +84,9 @@ def serialize_rows(task: Task, rows: Sequence[Row]) -> list[Row]:
     return out
 
 
-def reward_filter(rows: Sequence[Row], rewards: Sequence[float], min_reward: float | None, top_k: int | None) -> list[Row]:
+def reward_filter(
+    rows: Sequence[Row], rewards: Sequence[float], min_reward: float | None, top_k: int | None
+) -> list[Row]:
     """Rejection sampling by a reward model: drop rows rewarded below `min_reward`, then keep the `top_k` best
     rewarded per question (ties: the earlier row), whatever their topology. Rows keep their `reward`."""
     scored = [{**row, "reward": float(r)} for row, r in zip(rows, rewards, strict=True)]

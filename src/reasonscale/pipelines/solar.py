@@ -179,10 +179,11 @@ def train_reward_models(
         topology = (lambda ps, v=verifier: v.topology_scores(ps)[0]) if trm.topology_weight else None
         models[name], metrics[name] = path, trm_metrics(test, answer, topology)
     if single_task:
-        cfg = RewardConfig(model=base, data=DataSettings(path=str(data)),
-                           reward={"format": "labels"}, **_sections(training), output_dir=str(out / "reward"))  # fmt: skip
+        cfg = RewardConfig(model=base, data=DataSettings(path=str(data)), reward={"format": "labels"},
+                           **_sections(training), output_dir=str(out / "reward"))  # fmt: skip
         path = str(train_reward(cfg, progress=progress).path)
-        models["reward"], metrics["reward"] = path, trm_metrics(test, RewardModelVerifier(path, None, "cpu").rewards, None)
+        rewards = RewardModelVerifier(path, None, device="cpu").rewards
+        models["reward"], metrics["reward"] = path, trm_metrics(test, rewards, None)
     return {"models": models, "metrics": metrics, "train_responses": len(train), "test_responses": len(test)}
 
 

@@ -203,7 +203,8 @@ def solar_report(summary: dict[str, Any]) -> str:
     for name, metric in summary["reward_models"]["metrics"].items():
         sel, rho = metric.get("selection_accuracy", float("nan")), metric.get("spearman", float("nan"))
         lines.append(f"| {name} | {sel:.3f} | {rho:.3f} |")
-    lines += ["", "Tuning set: " + ", ".join(f"{s['stage']} {s['in']} -> {s['out']}" for s in summary["tuning"]["filters"]),
+    stages = ", ".join(f"{s['stage']} {s['in']} -> {s['out']}" for s in summary["tuning"]["filters"])
+    lines += ["", f"Tuning set: {stages}.",
               "", "Mean generated tokens of one chain per segment:", "", "| policy | " + " | ".join(SEGMENTS) + " |",
               "|---|---|---|---|"]  # fmt: skip
     for policy, by in summary["length_by_segment"].items():

@@ -41,7 +41,8 @@ class TopologicalConfig(VerifiedStrategyConfig):
         for i, t in enumerate(self.topologies):
             if t.name == "topological" or build_strategy(t).shares_samples:
                 raise ValueError(f"topologies.{i}: '{t.name}' is not a topology (use cot, tot, got, mcts...)")
-            if isinstance(t, VerifiedStrategyConfig) and t.verifier != "oracle" and t.verifier_key() != self.verifier_key():
+            own = not isinstance(t, VerifiedStrategyConfig) or t.verifier_key() in ("oracle", self.verifier_key())
+            if not own:
                 raise ValueError(
                     f"topologies.{i}: its verifier must be oracle or this strategy's own ({self.verifier_key()}), "
                     "whose weights are part of the run's identity"
