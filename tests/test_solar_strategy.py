@@ -129,3 +129,32 @@ def test_topological_runs_through_the_evaluation(tmp_path):
     summary = run_evaluation(cfg, show_progress=False, engine_factory=lambda c: NoisyLabPolicy())
     assert summary["accuracy"]["topological[oracle]@4"] > summary["accuracy"]["cot@1"]
     assert summary["cost_per_problem"]["topological[oracle]@4"]["generated_tokens"] > 0
+
+
+def test_predicted_shares_follow_the_topology_head_and_are_charged(lab, tmp_path, tiny_model_dir):
+    from test_solar_trm import config, toy_records
+
+    from reasonscale.train.data import write_jsonl
+    from reasonscale.train.trm import train_trm
+    from reasonscale.verifiers.trm import TRMVerifier
+
+    rows = [{**r, "topology": {"got": "cot", "cot": "counted"}[r["topology"]]} for r in toy_records(4, seed=0)]
+    path = train_trm(config(tiny_model_dir, write_jsonl(rows, tmp_path / "t.jsonl"), tmp_path / "trm", steps=2),
+                     progress=False).path  # fmt: skip
+    task, problems, prompts = lab
+    trm = TRMVerifier(str(path), task)
+    cfg = TopologicalConfig(topologies=[{"name": "cot"}, {"name": "counted"}], shares="predicted",
+                            verifier="orm", verifier_path=str(path), n=5)  # fmt: skip
+    chunk = LabChunk(task, NoisyLabPolicy(), problems, prompts, {cfg.verifier_key(): trm})
+    Counted.calls.clear()
+    outcomes = Topological(cfg).run(chunk, 5)
+    predicted, _ = trm.topology_scores(prompts)
+    for p, shares, outcome in zip(problems, predicted, outcomes):
+        counts = allocate(5, [shares["cot"], shares["counted"]])
+        assert sum(1 for _, pid, _ in Counted.calls if pid == p.id) == counts[1]
+        assert outcome.usage.policy_calls == counts[0] + counts[1]  # each fake response counts one call (n=1)
+        assert outcome.usage.verifier_calls == 1 + 5  # the topology head, then every response scored
+    tot = StrategyConfig(name="tot", verifier="oracle")
+    wrong = cfg.model_copy(update={"topologies": [StrategyConfig(name="cot"), tot]})
+    with pytest.raises(ValueError, match=r"the TRM has no topology tot\[oracle\]"):
+        Topological(wrong).run(chunk, 2)

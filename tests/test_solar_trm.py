@@ -40,10 +40,10 @@ def toy_records(count: int, seed: int) -> list[dict]:
     return rows
 
 
-def config(tiny: Path, data: Path, out: Path, **trm) -> TRMConfig:
+def config(tiny: Path, data: Path, out: Path, steps: int = 40, **trm) -> TRMConfig:
     return TRMConfig.model_validate({
         "model": {"path": str(tiny)}, "data": {"path": str(data)}, "lora": {"enabled": False},
-        "optim": {"learning_rate": 3e-3, "max_steps": 40, "batch_size": 8},
+        "optim": {"learning_rate": 3e-3, "max_steps": steps, "batch_size": 8},
         "log": {"logging_steps": 5, "cpu_threads": 1}, "trm": trm, "output_dir": str(out),
     })  # fmt: skip
 
