@@ -87,9 +87,12 @@ def test_a_single_task_trm_trains_one_head(tmp_path, tiny_model_dir):
     result = train_trm(config(tiny_model_dir, data, tmp_path / "a", topology_weight=0), progress=False)
     assert result.info["trm"]["topology_weight"] == 0
     lines = (result.path / "loss.jsonl").read_text()
-    assert "answer_loss" in lines and "topology_loss" not in lines
-    with pytest.raises(ValueError, match="both 0"):
-        config(tiny_model_dir, data, tmp_path / "b", topology_weight=0, answer_weight=0)
+    assert "answer_loss" in lines and "pair_loss" in lines and "topology_loss" not in lines
+    topology = config(tiny_model_dir, data, tmp_path / "t", steps=2, answer_weight=0, pair_weight=0)
+    lines = (train_trm(topology, progress=False).path / "loss.jsonl").read_text()
+    assert "topology_loss" in lines and "answer_loss" not in lines and "pair_loss" not in lines
+    with pytest.raises(ValueError, match="all 0"):
+        config(tiny_model_dir, data, tmp_path / "b", topology_weight=0, answer_weight=0, pair_weight=0)
 
 
 def test_metrics_by_hand():

@@ -168,21 +168,21 @@ def train_reward_models(
     variants = {"m-trm": settings}
     if single_task:
         variants["trm-answer"] = settings.model_copy(update={"topology_weight": 0.0})
-        variants["trm-topology"] = settings.model_copy(update={"answer_weight": 0.0})
+        variants["trm-topology"] = settings.model_copy(update={"answer_weight": 0.0, "pair_weight": 0.0})
     models, metrics = {}, {}
     for name, trm in variants.items():
         cfg = TRMConfig(model=base, data=DataSettings(path=str(data)), trm=trm, **_sections(training),
                         output_dir=str(out / name))  # fmt: skip
         path = str(train_trm(cfg, progress=progress).path)
-        verifier = TRMVerifier(path, None, device="cpu")
-        answer = verifier.answer_scores if trm.answer_weight else None
+        verifier = TRMVerifier(path, None)
+        answer = verifier.answer_scores if trm.answers else None
         topology = (lambda ps, v=verifier: v.topology_scores(ps)[0]) if trm.topology_weight else None
         models[name], metrics[name] = path, trm_metrics(test, answer, topology)
     if single_task:
         cfg = RewardConfig(model=base, data=DataSettings(path=str(data)), reward={"format": "labels"},
                            **_sections(training), output_dir=str(out / "reward"))  # fmt: skip
         path = str(train_reward(cfg, progress=progress).path)
-        rewards = RewardModelVerifier(path, None, device="cpu").rewards
+        rewards = RewardModelVerifier(path, None).rewards
         models["reward"], metrics["reward"] = path, trm_metrics(test, rewards, None)
     return {"models": models, "metrics": metrics, "train_responses": len(train), "test_responses": len(test)}
 

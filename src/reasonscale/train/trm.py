@@ -3,9 +3,10 @@ one scalar output and the M-TRM has two heads.
 
 Data: JSONL, one labelled response per line: `prompt` (the task's prompt), `response`, `label` (its hard label),
 `topology` and `topo_label` (the question x topology's fraction of right responses, SOLAR eq. 2). The answer head
-learns `label` (binary cross-entropy on its logit), the topology head learns each topology's `topo_label` from the
-prompt alone (cross-entropy against the soft label); the loss is `answer_weight` x the first + `topology_weight` x
-the second, so a weight of 0 trains a single-task TRM. Identity, skipping, LoRA and publishing are the training
+learns `label` (binary cross-entropy on its logit) and ranks a question's right responses above its wrong ones
+(Bradley-Terry on every such pair); the topology head learns each topology's `topo_label` from the prompt alone
+(cross-entropy against the soft label). The loss is `answer_weight`, `pair_weight` and `topology_weight` times
+these, so zero weights train a single-task TRM. Identity, skipping, LoRA and publishing are the training
 layer's (`train/common.py`); the loop itself does not checkpoint (a killed run starts again).
 """
 
@@ -41,14 +42,22 @@ FIELDS = {"prompt": str, "response": str, "label": (int, float), "topology": str
 
 class TRMSettings(Section):
     answer_weight: float = Field(1.0, ge=0, description="weight of the answer head's loss (0: topology head only)")
+    pair_weight: float = Field(
+        1.0, ge=0, description="weight of the answer head's ranking loss on right vs wrong responses to one question"
+    )
     topology_weight: float = Field(1.0, ge=0, description="weight of the topology head's loss (0: answer head only)")
     topologies: list[str] | None = Field(None, description="the topology head's outputs (default: as the data has)")
 
     @model_validator(mode="after")
     def _some_loss(self) -> TRMSettings:
-        if self.answer_weight == 0 and self.topology_weight == 0:
-            raise ValueError("trm: answer_weight and topology_weight are both 0; nothing to train")
+        if self.answer_weight == 0 and self.pair_weight == 0 and self.topology_weight == 0:
+            raise ValueError("trm: answer_weight, pair_weight and topology_weight are all 0; nothing to train")
         return self
+
+    @property
+    def answers(self) -> bool:
+        """Whether the answer head is trained."""
+        return bool(self.answer_weight or self.pair_weight)
 
 
 class TRMConfig(TrainConfig):
@@ -115,10 +124,14 @@ def train_trm(cfg: TRMConfig, progress: bool = True) -> TrainResult:
 
 
 def _examples(cfg: TRMConfig, tokenizer, fmt: TRMFormat, records: list[dict[str, Any]]):
-    """(answer examples [(ids, label)], question examples [(ids, labels per topology, mask)]), ids cut to
-    `optim.max_length` keeping the end (the last token is read)."""
+    """(answer examples [(ids, label)], pairs [(right ids, wrong ids)] of one prompt, question examples [(ids,
+    labels per topology, mask)]), ids cut to `optim.max_length` keeping the end (the last token is read)."""
     keep = cfg.optim.max_length or 1 << 30
     answers = [(encode_answer(tokenizer, fmt, r["prompt"], r["response"])[-keep:], float(r["label"])) for r in records]
+    by_prompt: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
+    for r, (ids, label) in zip(records, answers):
+        by_prompt[r["prompt"]][0 if label > 0.5 else 1].append(ids)
+    pairs = [(good, bad) for goods, bads in by_prompt.values() for good in goods for bad in bads]
     labels: dict[str, dict[str, float]] = defaultdict(dict)
     for r in records:
         labels[r["prompt"]][r["topology"]] = float(r["topo_label"])
@@ -127,7 +140,7 @@ def _examples(cfg: TRMConfig, tokenizer, fmt: TRMFormat, records: list[dict[str,
         target = [by.get(t, 0.0) for t in fmt.topologies]
         mask = [float(t in by) for t in fmt.topologies]
         questions.append((encode_question(tokenizer, fmt, prompt)[-keep:], target, mask))
-    return answers, questions
+    return answers, pairs, questions
 
 
 def _batches(items: list, size: int, rng: random.Random):
@@ -142,7 +155,7 @@ def _batches(items: list, size: int, rng: random.Random):
 def _train(cfg: TRMConfig, model: TRM, data, pad: int, progress: bool) -> list[dict[str, float]]:
     from transformers import get_scheduler
 
-    answers, questions = data
+    answers, pairs, questions = data
     o, w = cfg.optim, cfg.trm
     steps = o.max_steps or max(1, math.ceil(o.epochs * len(answers) / (o.batch_size * o.grad_accum)))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -151,6 +164,7 @@ def _train(cfg: TRMConfig, model: TRM, data, pad: int, progress: bool) -> list[d
     scheduler = get_scheduler(o.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=steps)
     rng = random.Random(o.seed)
     answer_batches, question_batches = _batches(answers, o.batch_size, rng), _batches(questions, o.batch_size, rng)
+    pair_batches = _batches(pairs, o.batch_size, rng) if pairs and w.pair_weight else None
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     history, model = [], model.train()
     for step in range(1, steps + 1):
@@ -162,6 +176,11 @@ def _train(cfg: TRMConfig, model: TRM, data, pad: int, progress: bool) -> list[d
                 target = torch.tensor([label for _, label in batch])
                 part = bce(model.answer_logits([ids for ids, _ in batch], pad).cpu(), target)
                 loss, logged["answer_loss"] = loss + w.answer_weight * part, logged["answer_loss"] + part.item()
+            if pair_batches is not None:
+                batch = next(pair_batches)
+                scores = model.answer_logits([ids for pair in batch for ids in pair], pad).cpu().view(-1, 2)
+                part = -torch.nn.functional.logsigmoid(scores[:, 0] - scores[:, 1]).mean()
+                loss, logged["pair_loss"] = loss + w.pair_weight * part, logged["pair_loss"] + part.item()
             if w.topology_weight:
                 batch = next(question_batches)
                 logits = model.topology_logits([ids for ids, _, _ in batch], pad).cpu()
