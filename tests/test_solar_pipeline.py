@@ -74,7 +74,9 @@ def test_lab_solar_end_to_end_and_rerun_is_free(tmp_path, tiny_model_dir):
     again_engines = Engines(str(tiny_model_dir))
     again = run_solar(cfg, show_progress=False, engine_factory=again_engines)
     assert again_engines.calls() == 0 and not again["tuning"]["trained"]
-    assert again["methods"] == summary["methods"] and again["model_calls"] == {"base": 0, "tuned": 0}
+    assert again["methods"] == summary["methods"] and set(again["model_calls"].values()) == {0}
+    assert set(again["model_calls"]) == {"eval-base-s0", "eval-base-s1", "eval-tuned-s0", "eval-tuned-s1"}
+    assert all(set(m["accuracy_by_seed"]) == {"0", "1"} for m in summary["methods"].values())
 
 
 def test_solar_tune_and_trm_commands_from_a_tag_export(tmp_path, tiny_model_dir):

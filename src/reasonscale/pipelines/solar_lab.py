@@ -60,6 +60,9 @@ class EvalStage(Section):
     n: int = Field(4, ge=1, description="responses per test question, for every method")
     shares: list[float] | Literal["equal", "predicted"] = "equal"
     select: Literal["vote", "argmax"] = "vote"
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1], min_length=1, description="sampling seeds of the evaluation (the noise)"
+    )
 
 
 class SolarConfig(Section):
@@ -93,12 +96,12 @@ class SolarConfig(Section):
             segments=self.segments, output_dir=str(Path(self.output_dir) / name), cache_path=self.cache,
         )  # fmt: skip
 
-    def evaluation(self, policy: str, trm: str, name: str) -> RunConfig:
+    def evaluation(self, policy: str, trm: str, name: str, seed: int) -> RunConfig:
         n = self.evaluate.n
         return RunConfig(
             model=self.model.model_copy(update={"path": policy}),
             task=self.test_task,
-            sampling=self.sampling,
+            sampling=self.sampling.model_copy(update={"seed": seed}),
             strategies=[
                 {"name": "cot", "n": n, "budgets": sorted({1, n})},
                 {"name": "topological", "n": n, "budgets": [n], "verifier": "orm", "verifier_path": trm,
@@ -135,17 +138,18 @@ def run_solar(
     )  # fmt: skip
     runs = {}
     for policy, path in (("base", cfg.model.path), ("tuned", tune["model"])):
-        run = run_evaluation(cfg.evaluation(path, trm, f"eval-{policy}"), show_progress, engine_factory)
-        runs[policy] = run["usage"]["model_calls"]
+        for seed in cfg.evaluate.seeds:
+            name = f"eval-{policy}-s{seed}"
+            runs[name] = run_evaluation(cfg.evaluation(path, trm, name, seed), show_progress, engine_factory)
     segments = {r["id"]: r["segment"] for r in test_rows}
     summary = {
-        "methods": compare(out, cfg.evaluate.n, segments),
-        "length_by_segment": lengths(out, segments),
+        "methods": compare(out, cfg.evaluate.n, segments, cfg.evaluate.seeds),
+        "length_by_segment": lengths(out, segments, cfg.evaluate.seeds),
         "reward_models": reward,
         "tuning": tune,
         "tag": {name: {k: t[k] for k in ("questions", "segments", "best_single", "oracle_topology_accuracy")}
                 for name, t in tags.items()},
-        "model_calls": runs,  # made by this invocation's evaluations (0 on a re-run)
+        "model_calls": {name: run["usage"]["model_calls"] for name, run in runs.items()},  # this invocation's
         "config": cfg.model_dump(mode="json"),
     }  # fmt: skip
     atomic.write_text(out / "solar_summary.json", json.dumps(summary, indent=2))
@@ -153,22 +157,32 @@ def run_solar(
     return summary
 
 
-def _records(out: Path, policy: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / f"eval-{policy}" / "results.jsonl").read_text().splitlines()]
+def _records(out: Path, policy: str, seeds: list[int]) -> list[dict[str, Any]]:
+    """Every evaluation record of `policy`, each with its `seed`."""
+    rows = []
+    for seed in seeds:
+        lines = (out / f"eval-{policy}-s{seed}" / "results.jsonl").read_text().splitlines()
+        rows += [{**json.loads(line), "seed": seed} for line in lines]
+    return rows
 
 
-def compare(out: Path, n: int, segments: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Per method: accuracy overall, per level and per segment, and generated tokens per question, at budget n."""
+def compare(out: Path, n: int, segments: dict[str, str], seeds: list[int]) -> dict[str, dict[str, Any]]:
+    """Per method at budget n: accuracy overall (mean over seeds, each seed's, and their spread), per level and per
+    segment (over every seed's records), and generated tokens per question."""
     table = {}
     for method, (policy, strategy) in METHODS.items():
-        picked = [(r, o) for r in _records(out, policy) for o in r["outcomes"]
+        picked = [(r, o) for r in _records(out, policy, seeds) for o in r["outcomes"]
                   if o["strategy"] == strategy and o["budget"] == n]  # fmt: skip
-        by_level, by_segment = defaultdict(list), defaultdict(list)
+        by_seed, by_level, by_segment = defaultdict(list), defaultdict(list), defaultdict(list)
         for r, o in picked:
+            by_seed[str(r["seed"])].append(o["correct"])
             by_level[str(r["level"])].append(o["correct"])
             by_segment[segments.get(r["id"], "unknown")].append(o["correct"])
+        per_seed = {k: mean(v) for k, v in by_seed.items()}
         table[method] = {
-            "accuracy": mean(o["correct"] for _, o in picked),
+            "accuracy": mean(per_seed.values()),
+            "accuracy_by_seed": per_seed,
+            "seed_spread": max(per_seed.values()) - min(per_seed.values()),
             "accuracy_by_level": {k: mean(v) for k, v in sorted(by_level.items())},
             "accuracy_by_segment": {k: mean(by_segment[k]) for k in SEGMENTS if by_segment[k]},
             "generated_tokens": mean(o["generated_tokens"] for _, o in picked),
@@ -176,12 +190,12 @@ def compare(out: Path, n: int, segments: dict[str, str]) -> dict[str, dict[str, 
     return table
 
 
-def lengths(out: Path, segments: dict[str, str]) -> dict[str, dict[str, float]]:
-    """Mean generated tokens of one chain (cot@1) per segment, base vs tuned."""
+def lengths(out: Path, segments: dict[str, str], seeds: list[int]) -> dict[str, dict[str, float]]:
+    """Mean generated tokens of one chain (cot@1) per segment, base vs tuned, over every seed."""
     table: dict[str, dict[str, float]] = {}
     for policy in ("base", "tuned"):
         groups = defaultdict(list)
-        for r in _records(out, policy):
+        for r in _records(out, policy, seeds):
             for o in r["outcomes"]:
                 if o["strategy"] == "cot" and o["budget"] == 1:
                     groups[segments.get(r["id"], "unknown")].append(o["generated_tokens"])
@@ -192,13 +206,15 @@ def lengths(out: Path, segments: dict[str, str]) -> dict[str, dict[str, float]]:
 def solar_report(summary: dict[str, Any]) -> str:
     methods = summary["methods"]
     levels = sorted({lvl for m in methods.values() for lvl in m["accuracy_by_level"]})
-    head = ["method", "accuracy", *(f"L{lvl}" for lvl in levels), *SEGMENTS, "tokens"]
+    head = ["method", "accuracy", "seed spread", *(f"L{lvl}" for lvl in levels), *SEGMENTS, "tokens"]
     lines = ["# SOLAR on the lab", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in methods.items():
         cells = [f"{m['accuracy_by_level'].get(lvl, float('nan')):.3f}" for lvl in levels]
         cells += [f"{m['accuracy_by_segment'].get(s, float('nan')):.3f}" for s in SEGMENTS]
-        lines.append(f"| {name} | {m['accuracy']:.3f} | " + " | ".join(cells) + f" | {m['generated_tokens']:.0f} |")
-    lines += ["", "Tokens: generated per question. Reward models on the test questions:", "",
+        first = f"| {name} | {m['accuracy']:.3f} | {m['seed_spread']:.3f} | "
+        lines.append(first + " | ".join(cells) + f" | {m['generated_tokens']:.0f} |")
+    lines += ["", "Accuracy: mean over the seeds; seed spread: best minus worst seed; levels and segments: every seed's "
+              "questions; tokens: generated per question. Reward models on the test questions:", "",
               "| model | selection accuracy | Spearman |", "|---|---|---|"]  # fmt: skip
     for name, metric in summary["reward_models"]["metrics"].items():
         sel, rho = metric.get("selection_accuracy", float("nan")), metric.get("spearman", float("nan"))
