@@ -213,8 +213,8 @@ def solar_report(summary: dict[str, Any]) -> str:
         cells += [f"{m['accuracy_by_segment'].get(s, float('nan')):.3f}" for s in SEGMENTS]
         first = f"| {name} | {m['accuracy']:.3f} | {m['seed_spread']:.3f} | "
         lines.append(first + " | ".join(cells) + f" | {m['generated_tokens']:.0f} |")
-    lines += ["", "Accuracy: mean over the seeds; seed spread: best minus worst seed; levels and segments: every seed's "
-              "questions; tokens: generated per question. Reward models on the test questions:", "",
+    lines += ["", "Accuracy: mean over the seeds; seed spread: best minus worst seed; levels and segments: every "
+              "seed's questions; tokens: generated per question. Reward models on the test questions:", "",
               "| model | selection accuracy | Spearman |", "|---|---|---|"]  # fmt: skip
     for name, metric in summary["reward_models"]["metrics"].items():
         sel, rho = metric.get("selection_accuracy", float("nan")), metric.get("spearman", float("nan"))
