@@ -7,7 +7,8 @@ learns `label` (binary cross-entropy on its logit) and ranks a question's right 
 (Bradley-Terry on every such pair); the topology head learns each topology's `topo_label` from the prompt alone
 (cross-entropy against the soft label). The loss is `answer_weight`, `pair_weight` and `topology_weight` times
 these, so zero weights train a single-task TRM. Identity, skipping, LoRA and publishing are the training
-layer's (`train/common.py`); the loop itself does not checkpoint (a killed run starts again).
+layer's (`train/common.py`); the loop trains in float32 on the GPU if there is one, else the CPU, and does not
+checkpoint (a killed run starts again).
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def train_trm(cfg: TRMConfig, progress: bool = True) -> TrainResult:
             from peft import get_peft_model
 
             backbone = get_peft_model(backbone, lora)
-        model = TRM(backbone, hidden, fmt)
+        model = TRM(backbone, hidden, fmt).to("cuda" if torch.cuda.is_available() else "cpu")
         history = _train(cfg, model, _examples(cfg, tokenizer, fmt, records), tokenizer.pad_token_id or 0, progress)
         extra = {"trm": {"topologies": topologies, **cfg.trm.model_dump(exclude={"topologies"})}}
         steps = history[-1]["step"] if history else 0
