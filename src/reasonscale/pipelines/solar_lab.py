@@ -127,9 +127,9 @@ def run_solar(
     for name, task in (("tag-train", cfg.train_task), ("tag-test", cfg.test_task)):
         tags[name] = run_annotation(cfg.annotation(task, name), show_progress, engine_factory)["tag"]
     train_rows, test_rows = read_annotations(out / "tag-train"), read_annotations(out / "tag-test")
-    task = build_task(cfg.train_task)
-    reward = train_reward_models(base, trm_records(task, train_rows), trm_records(task, test_rows), cfg.trm.trm,
-                                 cfg.trm.training, out / "trm", cfg.trm.single_task, show_progress)  # fmt: skip
+    train, test = trm_records(build_task(cfg.train_task), train_rows), trm_records(build_task(cfg.test_task), test_rows)
+    reward = train_reward_models(base, train, test, cfg.trm.trm, cfg.trm.training, out / "trm", cfg.trm.single_task,
+                                 show_progress)  # fmt: skip
     trm = reward["models"]["m-trm"]
     tune = run_tune(
         TuneConfig(annotations=str(out / "tag-train"), task=cfg.train_task, model=base, filters=cfg.tune.filters,
