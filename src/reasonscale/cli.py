@@ -296,6 +296,55 @@ def lab_scaling(
     console.print(f"report: {Path(result['compute_optimal']['run']).parent / 'report.md'}")
 
 
+@lab_app.command("solar")
+def lab_solar(
+    config: Annotated[Path, typer.Argument(help="SOLAR experiment YAML, e.g. examples/lab_solar.yaml")],
+    set_: Annotated[list[str], typer.Option("--set", help="override, e.g. --set evaluate.n=8")] = [],
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """SOLAR on the lab: TAG, reward models, topological tuning; base vs tuning vs rewarding vs hybrid."""
+    from reasonscale.pipelines.solar_lab import SolarConfig, run_solar
+
+    cfg = run_safely(load_config, config, set_, SolarConfig)
+    run_safely(run_solar, cfg, show_progress=not quiet)
+    console.print(f"report: {cfg.output_dir}/solar_report.md")
+
+
+solar_app = typer.Typer(help="SOLAR's topological scaling: topological tuning and topological reward models.")
+app.add_typer(solar_app, name="solar")
+
+
+@solar_app.command("tune")
+def solar_tune(
+    config: Annotated[Path, typer.Argument(help="tuning YAML (a TAG export, the task, the model, filters)")],
+    set_: Annotated[list[str], typer.Option("--set", help="override, e.g. --set filters.top_k=1")] = [],
+    quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
+) -> None:
+    """Topological tuning: build the tuning set from a TAG export (every filter's sizes) and LoRA-SFT the model."""
+    from reasonscale.pipelines.solar import TuneConfig, run_tune
+
+    cfg = run_safely(load_config, config, set_, TuneConfig)
+    summary = run_safely(run_tune, cfg, progress=not quiet)
+    for stage in summary["filters"]:
+        console.print(f"{stage['stage']}: {stage['in']} -> {stage['out']} ({stage['questions_out']} questions)")
+    console.print(f"model {'trained' if summary['trained'] else 'reused (identical run)'}: {summary['model']}")
+
+
+@solar_app.command("trm")
+def solar_trm(
+    config: Annotated[Path, typer.Argument(help="TRM YAML (a TAG export, the task, the backbone)")],
+    set_: Annotated[list[str], typer.Option("--set", help="override, e.g. --set held_out=0.2")] = [],
+    quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
+) -> None:
+    """Topological reward models: the M-TRM (and single-task ones), measured on held-out questions."""
+    from reasonscale.pipelines.solar import TRMRunConfig, run_trm
+
+    cfg = run_safely(load_config, config, set_, TRMRunConfig)
+    summary = run_safely(run_trm, cfg, progress=not quiet)
+    for name, metric in summary["metrics"].items():
+        console.print(f"{name}: {summary['models'][name]} {json.dumps(metric)}")
+
+
 train_app = typer.Typer(help="Fine-tune models over TRL + PEFT: SFT, DPO and reward models, one config for all.")
 app.add_typer(train_app, name="train")
 

@@ -31,6 +31,7 @@ BUILTIN_MODULES = (
     "reasonscale.search.step_strategies",
     "reasonscale.search.topologies",
     "reasonscale.search.revise",
+    "reasonscale.search.topological",
 )
 
 

@@ -27,6 +27,10 @@ def build_verifier(name: str, task: Task, path: str | None = None, options: dict
         from reasonscale.verifiers.prm import PRMVerifier
         from reasonscale.verifiers.reward import RewardModelVerifier, is_reward_model
 
+        from reasonscale.verifiers.trm import TRMVerifier, is_trm
+
+        if kind == "orm" and is_trm(path):  # a topological reward model from `reasonscale solar trm`
+            return TRMVerifier(path, task, **(options or {}))
         if kind == "orm" and is_reward_model(path):  # a scalar reward model from `reasonscale train reward`
             return RewardModelVerifier(path, task, **(options or {}))
 

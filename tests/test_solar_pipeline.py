@@ -1,0 +1,114 @@
+"""`reasonscale lab solar` end to end at a tiny size (a scripted base policy, a tiny real model to tune and score),
+and `reasonscale solar tune` / `solar trm` from a TAG export; a re-run makes no model call and trains nothing."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from test_search import NoisyLabPolicy
+from typer.testing import CliRunner
+
+from reasonscale.cli import app
+from reasonscale.config import load_config
+from reasonscale.engines.hf import HFEngine
+from reasonscale.pipelines.solar_lab import METHODS, SolarConfig, run_solar
+
+FAST = {"log": {"logging_steps": 1, "cpu_threads": 1}}
+
+
+def solar_config(tmp_path, tiny) -> SolarConfig:
+    return SolarConfig.model_validate({
+        "model": {"path": str(tiny), "device": "cpu"},
+        "train_task": {"name": "lab", "split": "train", "lab": {"levels": [2, 3], "per_level": 4}},
+        "test_task": {"name": "lab", "split": "test", "lab": {"levels": [2, 3], "per_level": 2}},
+        "sampling": {"temperature": 0.8, "max_tokens": 24},
+        "topologies": [{"name": "cot", "n": 1},
+                       {"name": "tot", "n": 1, "children": 2, "depth": 4, "verifier": "oracle"}],
+        "responses": 2,
+        "trm": {"training": {"lora": {"enabled": False}, "optim": {"max_steps": 3, "batch_size": 4}, **FAST}},
+        "tune": {"training": {"optim": {"max_steps": 3, "batch_size": 4, "learning_rate": 1e-3}, **FAST}},
+        "evaluate": {"n": 2},
+        "output_dir": str(tmp_path / "solar"),
+    })  # fmt: skip
+
+
+class CountingHF(HFEngine):
+    calls = 0
+
+    def complete(self, requests, params):
+        self.calls += 1
+        return super().complete(requests, params)
+
+
+class Engines:
+    """The scripted policy stands in for the base model; the tuned model runs for real. Counts model calls."""
+
+    def __init__(self, base: str):
+        self.base, self.made = base, []
+
+    def __call__(self, run):
+        engine = NoisyLabPolicy() if run.model.path == self.base else CountingHF(run.model.path, device="cpu")
+        self.made.append(engine)
+        return engine
+
+    def calls(self) -> int:
+        return sum(e.calls for e in self.made)
+
+
+def test_lab_solar_end_to_end_and_rerun_is_free(tmp_path, tiny_model_dir):
+    cfg = solar_config(tmp_path, tiny_model_dir)
+    engines = Engines(str(tiny_model_dir))
+    summary = run_solar(cfg, show_progress=False, engine_factory=engines)
+    assert engines.calls() > 0
+    assert set(summary["methods"]) == set(METHODS)
+    assert all(0 <= m["accuracy"] <= 1 and m["generated_tokens"] > 0 for m in summary["methods"].values())
+    assert set(summary["reward_models"]["metrics"]) == {"m-trm", "trm-answer", "trm-topology", "reward"}
+    m_trm = summary["reward_models"]["metrics"]["m-trm"]
+    assert m_trm["questions"] == 4 and 0 <= m_trm["selection_accuracy"] <= 1
+    stages = [s["stage"] for s in summary["tuning"]["filters"]]
+    assert stages == ["balanced", "hard_label", "serialize_unique", "reward"] and summary["tuning"]["trained"]
+    assert set(summary["length_by_segment"]) == {"base", "tuned"}
+    report = (tmp_path / "solar" / "solar_report.md").read_text()
+    assert "| hybrid |" in report and "| m-trm |" in report
+    again_engines = Engines(str(tiny_model_dir))
+    again = run_solar(cfg, show_progress=False, engine_factory=again_engines)
+    assert again_engines.calls() == 0 and not again["tuning"]["trained"]
+    assert again["methods"] == summary["methods"] and set(again["model_calls"].values()) == {0}
+    assert set(again["model_calls"]) == {"eval-base-s0", "eval-base-s1", "eval-tuned-s0", "eval-tuned-s1"}
+    assert all(set(m["accuracy_by_seed"]) == {"0", "1"} for m in summary["methods"].values())
+
+
+def test_solar_tune_and_trm_commands_from_a_tag_export(tmp_path, tiny_model_dir):
+    cfg = solar_config(tmp_path, tiny_model_dir)
+    from reasonscale.pipelines.annotate import run_annotation
+
+    run_annotation(cfg.annotation(cfg.train_task, "tag"), False, lambda c: NoisyLabPolicy())
+    tag = str(tmp_path / "solar" / "tag")
+    tune = tmp_path / "tune.yaml"
+    tune.write_text(yaml.safe_dump({
+        "annotations": tag, "task": cfg.train_task.model_dump(), "model": {"path": str(tiny_model_dir)},
+        "filters": {"per_segment": 2}, "training": {"optim": {"max_steps": 2, "batch_size": 4}, **FAST},
+        "output_dir": str(tmp_path / "tuned"),
+    }))  # fmt: skip
+    result = CliRunner().invoke(app, ["solar", "tune", str(tune), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "hard_label:" in result.output and "model trained" in result.output
+    report = json.loads((tmp_path / "tuned" / "tune_report.json").read_text())
+    assert report["examples"] == len((tmp_path / "tuned" / "tune.jsonl").read_text().splitlines()) > 0
+    trm = tmp_path / "trm.yaml"
+    trm.write_text(yaml.safe_dump({
+        "annotations": tag, "task": cfg.train_task.model_dump(), "model": {"path": str(tiny_model_dir)},
+        "single_task": False, "training": {"lora": {"enabled": False}, "optim": {"max_steps": 2}, **FAST},
+        "output_dir": str(tmp_path / "trm"),
+    }))  # fmt: skip
+    result = CliRunner().invoke(app, ["solar", "trm", str(trm), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "m-trm:" in result.output and "selection_accuracy" in result.output
+    bad = CliRunner().invoke(app, ["solar", "tune", str(tune), "--set", "filters.top_k=1"])
+    assert bad.exit_code == 2 and "reward model" in bad.output
+
+
+def test_the_example_config_is_valid():
+    cfg = load_config("examples/lab_solar.yaml", [], SolarConfig)
+    assert {t.name for t in cfg.topologies} == {"cot", "tot", "got", "mcts"} and cfg.policy == "default"
