@@ -44,6 +44,9 @@ def test_reward_model_ranks_held_out_pairs_as_a_verifier(tmp_path: Path, tiny_mo
     assert all(0 < s[0] < 1 for s in scores) and [len(s) for s in scores] == [1] * 8 + [2] * 8
     assert all(good[0] > bad[0] for good, bad in zip(scores[:8], scores[8:]))
     assert verifier.score(held_out[:1], [[]]) == [[]] and verifier.usage.verifier_calls == 16
+    _, costs = verifier.score_items(held_out[:2], [["answer=yes"], ["answer=yes", "a much longer second step"]])
+    assert costs[0].verifier_calls == costs[1].verifier_calls == 1  # each item is charged its own tokens
+    assert 0 < costs[0].verifier_tokens < costs[1].verifier_tokens and costs[1].flops > costs[0].flops > 0
 
 
 def test_reward_from_labelled_responses_in_a_chat_template(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from reasonscale.tasks.base import Task
-from reasonscale.types import Problem
+from reasonscale.types import Problem, Usage
 from reasonscale.verifiers.base import Verifier
 
 FORMAT_FILE = "reasonscale_reward.json"
@@ -70,28 +70,34 @@ class RewardModelVerifier(Verifier):
         self.pad = self.model.config.pad_token_id if self.model.config.pad_token_id is not None else 0
         self.batch_size = batch_size
 
-    def rewards(self, prompts: Sequence[str], solutions: Sequence[str]) -> list[float]:
-        """The raw reward of each (prompt, solution)."""
+    def rewards(self, prompts: Sequence[str], solutions: Sequence[str]) -> tuple[list[float], list[Usage]]:
+        """The raw reward of each (prompt, solution), and each one's own cost (one call over its tokens)."""
         encoded = [encode(self.tokenizer, self.format, p, s) for p, s in zip(prompts, solutions, strict=True)]
         out: list[float] = []
         for start in range(0, len(encoded), self.batch_size):
             out += self._forward(encoded[start : start + self.batch_size])
-        tokens = sum(map(len, encoded))
-        self.usage.verifier_calls += len(encoded)
-        self.usage.verifier_tokens += tokens
-        self.usage.flops += 2.0 * self.num_parameters * tokens
-        return out
+        flops = 2.0 * self.num_parameters
+        costs = [Usage(verifier_calls=1, verifier_tokens=len(ids), flops=flops * len(ids)) for ids in encoded]
+        for cost in costs:
+            self.usage += cost
+        return out, costs
 
-    def score(self, problems: Sequence[Problem], step_lists: Sequence[Sequence[str]]) -> list[list[float]]:
+    def score_items(
+        self, problems: Sequence[Problem], step_lists: Sequence[Sequence[str]]
+    ) -> tuple[list[list[float]], list[Usage]]:
         asked = [i for i, steps in enumerate(step_lists) if steps]
-        rewards = self.rewards(
+        rewards, spent = self.rewards(
             [self.task.format_prompt(problems[i]) + problems[i].meta.get("context", "") for i in asked],
             [self.task.join_steps(step_lists[i]) for i in asked],
         )
         scores: list[list[float]] = [[] for _ in step_lists]
-        for i, reward in zip(asked, rewards):
-            scores[i] = [float(torch.sigmoid(torch.tensor(reward)))] * len(step_lists[i])
-        return scores
+        costs = [Usage() for _ in step_lists]
+        for i, reward, cost in zip(asked, rewards, spent):
+            scores[i], costs[i] = [float(torch.sigmoid(torch.tensor(reward)))] * len(step_lists[i]), cost
+        return scores, costs
+
+    def score(self, problems: Sequence[Problem], step_lists: Sequence[Sequence[str]]) -> list[list[float]]:
+        return self.score_items(problems, step_lists)[0]
 
     @torch.inference_mode()
     def _forward(self, batch: list[list[int]]) -> list[float]:
