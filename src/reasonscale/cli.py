@@ -94,10 +94,12 @@ app.add_typer(lab_app, name="lab")
 @lab_app.command("train")
 def lab_train(
     preset: Annotated[str, typer.Option(help="weak, default or strong")] = "default",
-    budget_s: Annotated[float | None, typer.Option(help="wall-time cap in seconds (default: the preset's)")] = None,
+    budget_s: Annotated[
+        float | None, typer.Option(help="cap on this call's training seconds; a run left unfinished resumes next call")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
 ) -> None:
-    """Train a lab model preset from scratch (resumes from its last checkpoint; reuses a finished one)."""
+    """Train a lab model preset to its last step (resumes from its last checkpoint; reuses a finished one)."""
     from reasonscale.lab.train import train_preset
 
     path = run_safely(train_preset, preset, budget_s=budget_s, progress=not quiet)
