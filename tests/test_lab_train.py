@@ -11,6 +11,7 @@ import torch
 from transformers import AutoTokenizer
 
 from reasonscale.engines.hf import HFEngine
+from reasonscale.identity import model_identity
 from reasonscale.lab import model as lab_model
 from reasonscale.lab import train as lab_train
 from reasonscale.lab.graph import Graph
@@ -109,6 +110,7 @@ def test_an_incomplete_preset_is_never_handed_out(tmp_path, monkeypatch):
 
 
 def test_presets_are_cached_by_settings(tmp_path, monkeypatch):
+    tmp_path = tmp_path / ".cache"  # like the default ~/.cache/reasonscale
     monkeypatch.setenv("REASONSCALE_CACHE", str(tmp_path))
     monkeypatch.setitem(lab_model.PRESETS, "tiny", TINY)
     run_dir = train_preset("tiny", progress=False)
@@ -116,6 +118,7 @@ def test_presets_are_cached_by_settings(tmp_path, monkeypatch):
     stamp = (run_dir / "model.safetensors").stat().st_mtime_ns
     assert train_preset("tiny", budget_s=0.0, progress=False) == run_dir  # complete: no budget needed
     assert (run_dir / "model.safetensors").stat().st_mtime_ns == stamp
+    assert model_identity(str(run_dir)).startswith(run_dir.name + "@")
     assert replace(TINY, train=replace(TINY.train, checkpoint_every=1)).fingerprint() == TINY.fingerprint()
     assert replace(TINY, train=replace(TINY.train, lr=1.0)).fingerprint() != TINY.fingerprint()
     assert replace(TINY, train=replace(TINY.train, max_steps=11)).fingerprint() != TINY.fingerprint()

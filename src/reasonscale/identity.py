@@ -76,7 +76,10 @@ def directory_identity(path: Path) -> str:
     files = sorted(
         f
         for f in path.rglob("*")
-        if f.is_file() and f.suffix in MODEL_FILE_SUFFIXES and f.name not in IGNORED_FILES and ".cache" not in f.parts
+        if f.is_file()
+        and f.suffix in MODEL_FILE_SUFFIXES
+        and f.name not in IGNORED_FILES
+        and ".cache" not in f.relative_to(path).parts
     )
     if not files:
         raise FileNotFoundError(f"no model files in {path}")
