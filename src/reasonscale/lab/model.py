@@ -85,7 +85,7 @@ PRESETS: dict[str, Preset] = {
     "strong": Preset(
         "strong",
         ModelSpec(hidden_size=64, layers=4, heads=2, mlp_size=256),
-        TrainSpec(max_steps=3000, batch_size=16, lr=5e-3, level_weights=MIX),
+        TrainSpec(max_steps=4000, batch_size=16, lr=5e-3, level_weights=MIX),
     ),
 }
 PRESETS["default"] = PRESETS["strong"]
