@@ -80,7 +80,7 @@ PRESETS: dict[str, Preset] = {
     "weak": Preset(
         "weak",
         ModelSpec(hidden_size=64, layers=2, heads=2, mlp_size=256),
-        TrainSpec(max_steps=4000, batch_size=16, lr=5e-3, level_weights=MIX),
+        TrainSpec(max_steps=2000, batch_size=16, lr=5e-3, level_weights=MIX),
     ),
     "strong": Preset(
         "strong",
