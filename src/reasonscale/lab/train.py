@@ -150,13 +150,13 @@ def _train(run_dir: Path, preset: Preset, budget_s: float | None, progress: bool
         state.step, state.position = state.step + 1, stream.position
         state.tokens += int(batch["attention_mask"].sum())
         state.padded_tokens += batch["input_ids"].numel()
-        spent += time.perf_counter() - started
+        took = time.perf_counter() - started
+        spent, state.elapsed_s = spent + took, state.elapsed_s + took
         state.losses.append(round(loss, 5))
         if progress and state.step % report_every == 0:
             _report(preset.name, state, spent)
         if state.step % spec.checkpoint_every == 0:
             save_checkpoint(run_dir, model, optimizer, tokenizer, state)
-    state.elapsed_s += spent
     save_checkpoint(run_dir, model, optimizer, tokenizer, state)
     if progress and state.step % report_every:
         _report(preset.name, state, spent)
