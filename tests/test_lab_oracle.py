@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from reasonscale.config import TaskConfig
 from reasonscale.lab.generator import LEVELS
 from reasonscale.lab.graph import COMMUTATIVE, Graph, Node, apply_op
 from reasonscale.lab.oracle import ErrorKind, check_solution
 from reasonscale.lab.splits import eval_pool, load_problems
+from reasonscale.tasks.lab import LabTask
 from reasonscale.verifiers.oracle import OracleVerifier
 
 GRAPHS = [g for level in LEVELS for g in eval_pool("test", level)[:40]]
@@ -117,3 +119,36 @@ def test_oracle_verifier_scores_steps_until_the_first_error():
     assert scores == [[1.0] * 6, [1.0, 1.0, 0.0, 0.0, 0.0, 0.0], [1.0] * 5 + [0.0]]
     assert verifier.score(problems[:1], [right[:2]]) == [[1.0, 1.0]]
     assert verifier.usage.verifier_calls == 4
+
+
+def test_an_answer_needs_a_step_that_computes_the_target():
+    graph = GRAPHS[0]
+    bare = check_solution(graph, [f"answer={graph.answer}"])
+    assert (bare.first_error, bare.error_kind) == (0, ErrorKind.UNKNOWN_VALUE)
+    assert bare.final_correct and bare.answer == graph.answer  # the outcome is right, the process is not
+    steps = graph.solution_steps
+    early = check_solution(graph, steps[:-2] + steps[-1:])  # the target's own step left out
+    assert (early.first_error, early.error_kind) == (len(steps) - 2, ErrorKind.UNKNOWN_VALUE)
+    wrong = check_solution(graph, [f"answer={graph.answer + 1}"])
+    assert wrong.error_kind == ErrorKind.UNKNOWN_VALUE and not wrong.final_correct
+
+
+def test_the_task_extracts_the_answer_the_oracle_grades():
+    task = LabTask(TaskConfig(name="lab"))
+    problem = load_problems("test", [2], 1)[0]
+    graph = Graph.from_question(problem.question)
+    right, steps = graph.answer, graph.solution_steps[:-1]
+    solutions = [
+        "\n".join(steps + [f"answer={right}"]),
+        "\n".join(steps + [f"answer={right + 1}", f"answer={right}"]),  # the first answer line counts
+        "\n".join(steps + [f"so the answer is {right} I think"]),  # not an answer line
+        "\n".join(steps) + f" answer={right}",  # inside a step
+        f"x answer={right}",
+        "\n".join(steps),
+    ]
+    for solution in solutions:
+        result = task.oracle(problem, task.split_steps(solution))
+        extracted = task.extract_answer(solution)
+        assert extracted == (None if result.answer is None else str(result.answer)), solution
+        assert task.grade([problem], [extracted]) == [result.final_correct], solution
+    assert [task.extract_answer(s) for s in solutions] == [str(right), str(right + 1), None, None, None, None]

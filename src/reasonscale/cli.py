@@ -151,11 +151,13 @@ app.add_typer(lab_app, name="lab")
 @lab_app.command("train")
 def lab_train(
     preset: Annotated[str, typer.Option(help="weak, default, strong, or family-1..4 (increasing size)")] = "default",
-    budget_s: Annotated[float | None, typer.Option(help="wall-time cap in seconds (default: the preset's)")] = None,
+    budget_s: Annotated[
+        float | None, typer.Option(help="cap on this call's training seconds; a run left unfinished resumes next call")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
     revision: Annotated[bool, typer.Option(help="also fine-tune its revision model (Snell et al. App. H)")] = False,
 ) -> None:
-    """Train a lab model preset from scratch (resumes from its last checkpoint; reuses a finished one)."""
+    """Train a lab model preset to its last step (resumes from its last checkpoint; reuses a finished one)."""
     from reasonscale.lab import family  # noqa: F401  (registers the family presets)
     from reasonscale.lab.train import train_preset
 

@@ -34,11 +34,11 @@ class LevelSpec:
 
 
 LEVELS: dict[int, LevelSpec] = {
-    1: LevelSpec(ops=2, branches=1, max_value=20, distractors=0),
-    2: LevelSpec(ops=3, branches=1, max_value=25, distractors=1),
-    3: LevelSpec(ops=4, branches=2, max_value=30, distractors=1),
-    4: LevelSpec(ops=5, branches=2, max_value=40, distractors=2),
-    5: LevelSpec(ops=6, branches=3, max_value=50, distractors=2),
+    1: LevelSpec(ops=2, branches=1, max_value=30, distractors=2),
+    2: LevelSpec(ops=3, branches=1, max_value=35, distractors=1),
+    3: LevelSpec(ops=4, branches=2, max_value=40, distractors=2),
+    4: LevelSpec(ops=5, branches=2, max_value=45, distractors=2),
+    5: LevelSpec(ops=6, branches=3, max_value=50, distractors=3),
 }
 
 

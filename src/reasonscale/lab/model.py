@@ -12,7 +12,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 from reasonscale.lab.generator import LEVELS
 
 MAX_SEQ_LEN = 512  # lab prompt + solution, in characters, stays well under this
-FORMAT = 2  # bump when problem or solution text changes, so cached models are retrained
+FORMAT = 3  # bump when problem or solution text changes, so cached models are retrained
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """How a preset is trained. `budget_s` caps wall time; it is not part of the run's identity."""
+    """How a preset is trained: all of it is the preset's identity, save how often a checkpoint is written."""
 
     max_steps: int
     batch_size: int
@@ -54,7 +54,6 @@ class TrainSpec:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio (1.0: constant after warm-up)
     weight_decay: float = 0.1
-    budget_s: float = 600.0
     checkpoint_every: int = 250
     seed: int = 0
 
@@ -68,10 +67,10 @@ class Preset:
     train: TrainSpec = field(repr=False)
 
     def fingerprint(self) -> str:
-        """A short hash of everything that determines the trained weights (the wall-time budget aside)."""
+        """A short hash of everything that determines the trained weights."""
         levels = {level: asdict(spec) for level, spec in LEVELS.items()}
         settings = {"model": asdict(self.model), "train": asdict(self.train), "levels": levels, "format": FORMAT}
-        del settings["train"]["budget_s"], settings["train"]["checkpoint_every"]
+        del settings["train"]["checkpoint_every"]
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -81,12 +80,12 @@ PRESETS: dict[str, Preset] = {
     "weak": Preset(
         "weak",
         ModelSpec(hidden_size=64, layers=2, heads=2, mlp_size=256),
-        TrainSpec(max_steps=4000, batch_size=16, lr=5e-3, level_weights=MIX, budget_s=300),
+        TrainSpec(max_steps=2000, batch_size=16, lr=5e-3, level_weights=MIX),
     ),
     "strong": Preset(
         "strong",
         ModelSpec(hidden_size=64, layers=4, heads=2, mlp_size=256),
-        TrainSpec(max_steps=4500, batch_size=16, lr=5e-3, level_weights=MIX, budget_s=570),
+        TrainSpec(max_steps=4000, batch_size=16, lr=5e-3, level_weights=MIX),
     ),
 }
 PRESETS["default"] = PRESETS["strong"]

@@ -4,7 +4,9 @@ A step computes one quantity: "b=a*3=7*3=21" (the definition part "a*3=" may be 
 defined from numbers alone is written "a=5+2=7"). It is checked, in this order, for being a valid step for a
 defined quantity (parseable, with that quantity's operation and operands), for using only quantities computed
 by earlier steps, for using their true values, and for correct arithmetic. The answer line ("answer=9" or
-"The answer is 9") must give the true answer and end the solution. Input is untrusted: steps are
+"The answer is 9") must come after a step that computes the quantity asked for, give the true answer and end the
+solution: a bare answer line is an unsupported answer, however right. The first answer line is the solution's
+answer (`final_answer`, which the lab task's answer extraction uses too). Input is untrusted: steps are
 length-bounded and parsed by anchored regular expressions, never evaluated.
 """
 
@@ -30,7 +32,7 @@ ANSWER = re.compile(r"(?:answer\s*=|the answer is)\s*(-?\d{1,12})\.?", re.IGNORE
 
 class ErrorKind(StrEnum):
     INVALID = "invalid"  # unparseable, not a defined quantity, or not its operation and operands
-    UNKNOWN_VALUE = "unknown_value"  # uses a quantity not yet computed
+    UNKNOWN_VALUE = "unknown_value"  # uses a quantity not yet computed (an answer line: the one asked for)
     WRONG_VALUE = "wrong_value"  # an operand's value differs from its true value
     ARITHMETIC = "arithmetic"  # the result is not what the operation gives on the values written
     WRONG_ANSWER = "wrong_answer"  # the answer line gives a wrong answer
@@ -60,6 +62,11 @@ def parse_answer(step: str) -> int | None:
     """The answer an answer line gives, or None when `step` is no answer line."""
     match = ANSWER.fullmatch(step.strip()[:MAX_STEP_CHARS])
     return int(match.group(1)) if match else None
+
+
+def final_answer(steps: Sequence[str]) -> int | None:
+    """The answer of the first answer line among `steps` (the one the oracle grades), or None."""
+    return next((a for a in map(parse_answer, steps) if a is not None), None)
 
 
 def _parse_step(step: str) -> _ParsedStep | None:
@@ -116,6 +123,13 @@ def _check_step(graph: Graph, step: str, computed: set[str]) -> ErrorKind | None
     return None
 
 
+def _check_answer(graph: Graph, given: int, computed: set[str]) -> ErrorKind | None:
+    """The error in an answer line (None if it is right): the target must be computed, and the answer true."""
+    if graph.target not in computed:
+        return ErrorKind.UNKNOWN_VALUE
+    return None if given == graph.answer else ErrorKind.WRONG_ANSWER
+
+
 def check_solution(graph: Graph, steps: Sequence[str]) -> OracleResult:
     """Check every step of a candidate solution against the problem's graph."""
     computed: set[str] = set()
@@ -131,7 +145,7 @@ def check_solution(graph: Graph, steps: Sequence[str]) -> OracleResult:
             errors.append(_check_step(graph, step, computed))
             continue
         answered, answer = True, given
-        errors.append(None if given == graph.answer else ErrorKind.WRONG_ANSWER)
+        errors.append(_check_answer(graph, given, computed))
     first = next((i for i, e in enumerate(errors) if e is not None), None)
     return OracleResult(
         step_correct=[e is None for e in errors],

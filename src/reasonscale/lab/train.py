@@ -1,10 +1,12 @@
-"""Train a lab model from scratch on canonical solutions: a plain loop with checkpoints, resume and a time cap.
+"""Train a lab model from scratch on canonical solutions: a plain loop with checkpoints and resume.
 
 A run lives in one directory that is at once a Hugging Face model directory (config, safetensors, tokenizer)
 and a checkpoint (`trainer_state.json`, `optimizer.pt`). Calling `train` on it again resumes at the saved step
-and stream position, or returns at once when the run is done. The learning rate follows a cosine over training
-progress, the larger of the step fraction and the wall-time fraction, so a run cut short by its budget still
-anneals.
+and stream position, or returns at once when the run is done. A preset is its steps: the learning rate depends
+on the step alone, so a run stopped and resumed (on any machine) ends with the same weights as one that was not.
+A wall-time budget only caps one call: a run it stops is saved as incomplete and `TrainingIncomplete` is raised,
+so an unfinished model is never handed out as the preset. `trainer_state.json` records the steps and tokens
+trained and the parameter count (training FLOPs are 6 x parameters x tokens).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -37,17 +39,33 @@ IGNORE_INDEX = -100
 NUM_THREADS = 1
 
 
+class TrainingIncomplete(ValueError):
+    """A run stopped by its wall-time budget before its last step (saved; the next call resumes it)."""
+
+    def __init__(self, run_dir: Path, step: int, max_steps: int):
+        super().__init__(
+            f"lab model in {run_dir} is trained to step {step} of {max_steps} (the time budget ran out); "
+            "it is saved and not used until complete: run the same command again to resume"
+        )
+        self.run_dir, self.step, self.max_steps = run_dir, step, max_steps
+
+
 @dataclass
 class TrainState:
-    """Where a run stands: optimizer steps taken, stream position, training seconds spent, loss per step."""
+    """Where a run stands: optimizer steps taken of `max_steps`, stream position, tokens trained (without and
+    with padding), training seconds spent over all calls, loss per step."""
 
+    max_steps: int
     step: int = 0
     position: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0
     elapsed_s: float = 0.0
     losses: list[float] = field(default_factory=list)
 
-    def finished(self, spec: TrainSpec, budget_s: float) -> bool:
-        return self.step >= spec.max_steps or self.elapsed_s >= budget_s
+    @property
+    def complete(self) -> bool:
+        return self.step >= self.max_steps
 
 
 def cache_root() -> Path:
@@ -60,9 +78,10 @@ def preset_dir(preset: Preset) -> Path:
 
 
 def train_preset(name: str, budget_s: float | None = None, progress: bool = True) -> Path:
-    """The directory of the trained model of preset `name`, training (or resuming) it first if needed.
+    """The directory of the fully trained model of preset `name`, training (or resuming) it first if needed.
 
-    `budget_s` caps the run's total training time (default: the preset's budget); a finished run is reused.
+    `budget_s` caps this call's training time (default: none); if it runs out first, the run is saved and
+    `TrainingIncomplete` is raised. A finished run is reused.
     """
     preset = get_preset(name)
     return train(preset_dir(preset), preset, budget_s, progress)
@@ -85,11 +104,11 @@ def encode_batch(tokenizer: PreTrainedTokenizerBase, graphs: list[Graph]) -> dic
     }
 
 
-def learning_rate(spec: TrainSpec, step: int, progress: float) -> float:
-    """Linear warm-up over steps, then a cosine from lr to lr * min_lr_ratio over `progress` in [0, 1]."""
+def learning_rate(spec: TrainSpec, step: int) -> float:
+    """Linear warm-up over steps, then a cosine from lr to lr * min_lr_ratio as `step` goes to max_steps."""
     if step < spec.warmup_steps:
         return spec.lr * (step + 1) / spec.warmup_steps
-    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    cosine = 0.5 * (1 + math.cos(math.pi * min(step / spec.max_steps, 1.0)))
     return spec.lr * (spec.min_lr_ratio + (1 - spec.min_lr_ratio) * cosine)
 
 
@@ -104,35 +123,45 @@ def make_optimizer(model: torch.nn.Module, spec: TrainSpec) -> torch.optim.AdamW
 
 
 def train(run_dir: str | Path, preset: Preset, budget_s: float | None = None, progress: bool = True) -> Path:
-    """Train `preset` in `run_dir` until its step count or wall-time budget is reached; return `run_dir`."""
+    """Train `preset` in `run_dir` to its last step and return `run_dir`.
+
+    `budget_s` caps the training seconds of this call; when it runs out first, the checkpoint is saved and
+    `TrainingIncomplete` raised.
+    """
     with _torch_threads(NUM_THREADS):
         return _train(Path(run_dir), preset, budget_s, progress)
 
 
 def _train(run_dir: Path, preset: Preset, budget_s: float | None, progress: bool) -> Path:
     spec = preset.train
-    budget = spec.budget_s if budget_s is None else budget_s
     tokenizer = build_char_tokenizer()
     model, optimizer, state = load_checkpoint(run_dir, preset, tokenizer)
-    if state.finished(spec, budget) and (run_dir / STATE_FILE).is_file():
+    if state.complete and (run_dir / STATE_FILE).is_file():
         return run_dir
     stream = TrainStream(spec.level_weights, spec.batch_size, spec.seed, state.position)
     report_every = max(1, spec.max_steps // 20)
+    spent = 0.0
     model.train()
-    while not state.finished(spec, budget):
+    while not state.complete and (budget_s is None or spent < budget_s):
         started = time.perf_counter()
-        lr = learning_rate(spec, state.step, max(state.step / spec.max_steps, state.elapsed_s / budget))
-        loss = train_step(model, optimizer, encode_batch(tokenizer, next(stream)), lr)
+        lr = learning_rate(spec, state.step)
+        batch = encode_batch(tokenizer, next(stream))
+        loss = train_step(model, optimizer, batch, lr)
         state.step, state.position = state.step + 1, stream.position
-        state.elapsed_s += time.perf_counter() - started
+        state.tokens += int(batch["attention_mask"].sum())
+        state.padded_tokens += batch["input_ids"].numel()
+        took = time.perf_counter() - started
+        spent, state.elapsed_s = spent + took, state.elapsed_s + took
         state.losses.append(round(loss, 5))
         if progress and state.step % report_every == 0:
-            _report(preset.name, state, spec, lr)
+            _report(preset.name, state, spent)
         if state.step % spec.checkpoint_every == 0:
             save_checkpoint(run_dir, model, optimizer, tokenizer, state)
     save_checkpoint(run_dir, model, optimizer, tokenizer, state)
     if progress and state.step % report_every:
-        _report(preset.name, state, spec, lr)
+        _report(preset.name, state, spent)
+    if not state.complete:
+        raise TrainingIncomplete(run_dir, state.step, state.max_steps)
     return run_dir
 
 
@@ -150,11 +179,11 @@ def train_step(
     return loss.item()
 
 
-def _report(name: str, state: TrainState, spec: TrainSpec, lr: float) -> None:
-    recent = state.losses[-max(1, spec.max_steps // 20) :]
+def _report(name: str, state: TrainState, spent_s: float) -> None:
+    recent = state.losses[-max(1, state.max_steps // 20) :]
     print(
-        f"[lab:{name}] step {state.step}/{spec.max_steps} loss {sum(recent) / len(recent):.4f} "
-        f"lr {lr:.2e} {state.elapsed_s:.0f}s",
+        f"[lab:{name}] step {state.step}/{state.max_steps} loss {sum(recent) / len(recent):.4f} "
+        f"{spent_s:.0f}s in this call",
         file=sys.stderr,
         flush=True,
     )
@@ -166,12 +195,14 @@ def load_checkpoint(
     """The model, optimizer and state saved in `run_dir`, or fresh ones when it holds no checkpoint."""
     if not (run_dir / STATE_FILE).is_file():
         model = preset.model.build(tokenizer, preset.train.seed)
-        return model, make_optimizer(model, preset.train), TrainState()
+        return model, make_optimizer(model, preset.train), TrainState(preset.train.max_steps)
     with _no_progress_bars():
         model = LlamaForCausalLM.from_pretrained(run_dir, dtype=torch.float32)
     optimizer = make_optimizer(model, preset.train)
     optimizer.load_state_dict(torch.load(run_dir / OPTIMIZER_FILE, weights_only=True))
-    state = TrainState(**json.loads((run_dir / STATE_FILE).read_text()))
+    saved = json.loads((run_dir / STATE_FILE).read_text())
+    state = TrainState(**{f.name: saved[f.name] for f in fields(TrainState) if f.name in saved})
+    state.max_steps = preset.train.max_steps
     return model, optimizer, state
 
 
@@ -182,14 +213,18 @@ def save_checkpoint(
     tokenizer: PreTrainedTokenizerBase,
     state: TrainState,
 ) -> None:
-    """Write the model (Hugging Face format), tokenizer, optimizer and state, replacing the old checkpoint whole."""
+    """Write the model (Hugging Face format), tokenizer, optimizer and state, replacing the old checkpoint whole.
+
+    The state file also says whether the run is complete and how many parameters the model has.
+    """
     tmp = run_dir.with_name(run_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     with _no_progress_bars():
         model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
-    (tmp / STATE_FILE).write_text(json.dumps(asdict(state)))
+    record = {"complete": state.complete, "parameters": model.num_parameters(), **asdict(state)}
+    (tmp / STATE_FILE).write_text(json.dumps(record))
     old = run_dir.with_name(run_dir.name + ".old")
     if run_dir.exists():
         run_dir.rename(old)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from reasonscale.config import TaskConfig
 from reasonscale.lab.graph import Graph, graph_of
-from reasonscale.lab.oracle import ANSWER, OracleResult, check_solution
+from reasonscale.lab.oracle import OracleResult, check_solution, final_answer
 from reasonscale.lab.splits import load_problems, split_graphs
 from reasonscale.tasks.base import Task
 from reasonscale.types import Problem
@@ -40,8 +40,9 @@ class LabTask(Task):
         return split_graphs("train", min(self.cfg.lab.levels), self.cfg.few_shot) if self.cfg.few_shot else []
 
     def extract_answer(self, solution: str) -> str | None:
-        match = ANSWER.search(solution)
-        return str(int(match.group(1))) if match else None
+        """The answer of the solution's first answer line, the one the oracle grades (None if it has none)."""
+        answer = final_answer(self.split_steps(solution))
+        return None if answer is None else str(answer)
 
     def normalize(self, answer: str) -> str:
         text = answer.strip()
