@@ -193,3 +193,32 @@ def test_run_totals_count_every_invocation_and_outputs_are_whole(tmp_path: Path)
     assert second["usage"]["model_calls"] >= 2
     leftovers = [p.name for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
     assert leftovers == [] and (tmp_path / "run" / "accuracy.png").stat().st_size > 0
+
+
+def _cli_cases(tmp_path: Path) -> list[tuple[str, list[str], str]]:
+    """(config text, extra args, the message expected) for each expected failure of `reasonscale run`."""
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "junk.sqlite").write_bytes(b"not sqlite at all" * 64)
+    lab = "task: {name: lab, lab: {per_level: 1, levels: [1]}}\n"
+    model = f"model: {{path: {tmp_path}}}\n"
+    server = "model: {path: m, engine: openai, base_url: 'http://127.0.0.1:9/v1', max_retries: 0}\n"
+    out = f"output_dir: {tmp_path / 'out'}\n"
+    return [
+        (model + lab + f"output_dir: {tmp_path / 'a-file'}\n", [], "a-file"),
+        (model + lab + out + f"cache_path: {tmp_path}\n", [], "is a folder"),
+        (model + lab + out + f"cache_path: {tmp_path / 'junk.sqlite'}\n", [], "not a reasonscale store"),
+        (server + lab + out, [], "cannot reach"),
+        (model + lab + out + "strategies: [{name: greedy}]\n", ["--set", "strategies.5.n=4"], "not an item of a list"),
+        (model + lab + out + "sampling: {seed: 0}\n", ["--set", "sampling.seed.x=1"], "is a value, not a section"),
+        (model + "task: {name: lab, lab: {levels: [0]}}\n" + out, [], "task.lab.levels.0"),
+        (model + lab + out + "sampling: {seed: true}\n", [], "sampling.seed"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_each_expected_failure_is_one_message_and_exit_2(tmp_path: Path, case: int):
+    text, extra, message = _cli_cases(tmp_path)[case]
+    result = runner.invoke(app, ["run", str(write_config(tmp_path, text)), "--quiet", *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
