@@ -235,7 +235,7 @@ ORDER = ["weak", "strong", "strong_icl", "naive", "stage1-weak", "stage1-icl", "
 def pgr(accuracy: dict[str, float], name: str) -> float | None:
     """Performance gap recovered: (acc - weak) / (ceiling - weak); None without a ceiling above the weak model."""
     weak, ceiling = accuracy.get("weak"), accuracy.get("gold")
-    if weak is None or ceiling is None or ceiling == weak:
+    if weak is None or ceiling is None or ceiling <= weak:
         return None
     return (accuracy[name] - weak) / (ceiling - weak)
 
