@@ -164,4 +164,5 @@ def test_label_accuracy_against_gold() -> None:
     assert describe(task, problems, rows, ["completion"]) == {"size": 2, "questions": 2, "accuracy_completion": 0.5}
     pairs = [{"id": "2", "chosen": "ANS: 3", "rejected": "ANS: 4"}]
     assert describe(task, problems, pairs, ["chosen", "rejected"])["accuracy_chosen"] == 1.0
-    assert describe(task, problems, [{"id": "3", "completion": "ANS: 1"}], ["completion"])["accuracy_completion"] is None
+    no_gold = describe(task, problems, [{"id": "3", "completion": "ANS: 1"}], ["completion"])
+    assert no_gold["accuracy_completion"] is None

@@ -150,7 +150,9 @@ def w2s_table(summary: dict[str, Any]) -> Table:
         table.add_row(escape(name), f"{m['accuracy']:.3f}", "-" if m["pgr"] is None else f"{m['pgr']:.3f}")
     for name, d in summary["data"].items():
         accuracy = " ".join(
-            f"{k.removeprefix('accuracy_')} {v:.3f}" for k, v in d.items() if k.startswith("accuracy_") and v is not None
+            f"{k.removeprefix('accuracy_')} {v:.3f}"
+            for k, v in d.items()
+            if k.startswith("accuracy_") and v is not None
         )
         table.add_row(escape(f"data {name} (n={d['size']})"), accuracy or "-", "")
     return table

@@ -53,7 +53,9 @@ def solve_as(family: str, graph: Graph) -> str:
     return "\n".join([*lines, final(graph)])
 
 
-def document(index: int, levels: list[int], families: list[str], max_chars: int, seed: int = 0) -> list[tuple[str, str]]:
+def document(
+    index: int, levels: list[int], families: list[str], max_chars: int, seed: int = 0
+) -> list[tuple[str, str]]:
     """Document `index`: solved problems (question, solution) of one family, of random levels, as many as fit in
     `max_chars` (at least one). A pure function of its arguments; problems come from the lab's train split under
     keys of their own ("w2s-doc/..."), never the evaluation problems."""

@@ -81,7 +81,8 @@ def encode_documents(tokenizer: PreTrainedTokenizerBase, docs: list[list[tuple[s
         ids, lab = [tokenizer.bos_token_id], [IGNORE_INDEX]
         for k, (question, solution) in enumerate(doc):
             asked = tokenizer(question + "\n", add_special_tokens=False)["input_ids"]
-            end = [tokenizer.eos_token_id] if k == len(doc) - 1 else tokenizer("\n\n", add_special_tokens=False)["input_ids"]
+            last = k == len(doc) - 1
+            end = [tokenizer.eos_token_id] if last else tokenizer("\n\n", add_special_tokens=False)["input_ids"]
             answer = tokenizer(solution, add_special_tokens=False)["input_ids"] + end
             ids += asked + answer
             lab += [IGNORE_INDEX] * len(asked) + answer

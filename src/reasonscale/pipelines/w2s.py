@@ -28,7 +28,7 @@ from reasonscale.pipelines.w2s_inputs import read_generations, read_questions
 from reasonscale.runlock import run_lock
 from reasonscale.store import Store
 from reasonscale.tasks import Task, build_task
-from reasonscale.train import DPOConfig, SFTConfig, train_dpo, train_sft
+from reasonscale.train import CONFIGS, TRAINERS
 from reasonscale.train.data import write_jsonl
 from reasonscale.types import Completion, Problem, SamplingParams
 
@@ -92,24 +92,17 @@ class Run:
         self.data[name] = {"path": str(path), **w2s.describe(self.task, problems, rows, fields)}
         return path
 
-    def sft(self, name: str, base: ModelConfig, data: Path) -> ModelConfig:
-        s = self.cfg.sft
-        cfg = SFTConfig(
-            model={"path": base.path, "revision": base.revision}, data={"path": str(data), "chat_template":
-            base.chat_template}, lora=s.lora, optim=s.optim, log=s.log, output_dir=str(self.out / "models" / name),
-        )
-        return self._note(name, base, train_sft(cfg, progress=self.progress))
-
-    def dpo(self, name: str, base: ModelConfig, data: Path) -> ModelConfig:
-        s = self.cfg.dpo
-        cfg = DPOConfig(
-            model={"path": base.path, "revision": base.revision}, data={"path": str(data), "chat_template":
-            base.chat_template}, lora=s.lora, optim=s.optim, log=s.log, dpo=s.dpo,
-            output_dir=str(self.out / "models" / name),
-        )
-        return self._note(name, base, train_dpo(cfg, progress=self.progress))
-
-    def _note(self, name: str, base: ModelConfig, result) -> ModelConfig:
+    def train(self, method: str, name: str, base: ModelConfig, data: Path) -> ModelConfig:
+        """Fine-tune `base` on `data` by `method` (sft or dpo) into `models/<name>`; an identical finished run is
+        reused. DPO's reference is `base` itself (see docs/training.md)."""
+        section = self.cfg.sft if method == "sft" else self.cfg.dpo
+        cfg = CONFIGS[method].model_validate({
+            "model": {"path": base.path, "revision": base.revision},
+            "data": {"path": str(data), "chat_template": base.chat_template},
+            **section.model_dump(),
+            "output_dir": str(self.out / "models" / name),
+        })
+        result = TRAINERS[method](cfg, progress=self.progress)
         if result.trained:
             self.trained.append(name)
         return base.model_copy(update={"path": str(result.path), "revision": None})
@@ -143,7 +136,8 @@ def train_all(run: Run, problems: list[Problem]) -> tuple[dict[str, ModelConfig]
     by_id = {p.id: p for p in problems}
     plain = [task.format_prompt(p) for p in problems]
     weak = read_generations(cfg.inputs, "weak", by_id) or run.answer(cfg.weak, problems, plain)
-    icl = read_generations(cfg.inputs, "icl", by_id) or run.answer(cfg.strong, problems, icl_prompts(run, problems, weak))
+    icl = read_generations(cfg.inputs, "icl", by_id)
+    icl = icl or run.answer(cfg.strong, problems, icl_prompts(run, problems, weak))
     run.save("d_weak", w2s.sft_records(task, by_id, weak), by_id, ["completion"])
     run.save("d_icl", w2s.sft_records(task, by_id, icl), by_id, ["completion"])
     kept = w2s.consistent(task, weak, icl)
@@ -156,14 +150,14 @@ def train_all(run: Run, problems: list[Problem]) -> tuple[dict[str, ModelConfig]
     for variant in dict.fromkeys([*cfg.stage1.variants, cfg.stage1.use]):
         path = run.save(f"stage1-{variant}", sets[variant], by_id, ["completion"])
         if sets[variant]:
-            models[f"stage1-{variant}"] = run.sft(f"stage1-{variant}", cfg.strong, path)
+            models[f"stage1-{variant}"] = run.train("sft", f"stage1-{variant}", cfg.strong, path)
     if cfg.baselines.naive:
-        models["naive"] = run.sft("naive", cfg.strong, run.out / "data" / "d_weak.jsonl")
+        models["naive"] = run.train("sft", "naive", cfg.strong, run.out / "data" / "d_weak.jsonl")
     gold = [{"id": p.id, "question": p.question, "response": p.meta["solution"]} for p in problems
             if p.meta.get("solution")]
     if cfg.baselines.gold and gold:
-        models["gold"] = run.sft("gold", cfg.strong, run.save("gold", w2s.sft_records(task, by_id, gold), by_id,
-                                                              ["completion"]))
+        path = run.save("gold", w2s.sft_records(task, by_id, gold), by_id, ["completion"])
+        models["gold"] = run.train("sft", "gold", cfg.strong, path)
     stage2(run, problems, weak, models)
     return models, weak
 
@@ -186,7 +180,7 @@ def stage2(run: Run, problems: list[Problem], weak: list[dict], models: dict[str
                  for pair in w2s.preference_pairs(task, weak_by_id[p.id], ss, prompt, settings)]
         name = f"stage2-round{r}"
         path = run.save(name, pairs, by_id, ["chosen", "rejected"])
-        current = run.dpo(name, current, path) if pairs else None
+        current = run.train("dpo", name, current, path) if pairs else None
         if current is not None:
             models[name] = current
 

@@ -35,7 +35,9 @@ class Stage2Settings(Section):
     tau: float = Field(0.6, ge=0, le=1, description="questions whose majority share is below this give no pair")
     flip_confidence: float = Field(0.8, ge=0, le=1, description="the weak response is rejected only from here")
     pairs_per_question: int = Field(1, ge=1, description="the paper's repository uses 3 on MATH")
-    pairs: Literal["weak", "strong"] = Field("weak", description="weak: weak response on one side; strong: samples only")
+    pairs: Literal["weak", "strong"] = Field(
+        "weak", description="weak: the weak response is one side of every pair; strong: strong samples only"
+    )
     rounds: int = Field(1, ge=0, description="DPO rounds; each later round samples the previous round's model")
 
 
