@@ -11,6 +11,7 @@ from reasonscale.config import TaskConfig
 from reasonscale.data.weak_to_strong import (
     PairSettings,
     answers_agree,
+    confidence_filter,
     consistent,
     demonstrations,
     describe,
@@ -166,3 +167,13 @@ def test_label_accuracy_against_gold() -> None:
     assert describe(task, problems, pairs, ["chosen", "rejected"])["accuracy_chosen"] == 1.0
     no_gold = describe(task, problems, [{"id": "3", "completion": "ANS: 1"}], ["completion"])
     assert no_gold["accuracy_completion"] is None
+
+
+def test_confidence_filter_measures_the_majority_answers_kept_and_dropped() -> None:
+    task = Toy()
+    problems = [Problem("a", "qa", "1"), Problem("b", "qb", "2"), Problem("c", "qc", "3")]
+    strong = [samples("1", "1", "1", "2"), samples("5", "5", "5", "2"), samples("3", "4", None, None)]
+    stats = confidence_filter(task, problems, strong, 0.6)
+    assert stats == {"confident_questions": 2, "majority_accuracy_kept": 0.5, "majority_accuracy_dropped": 1.0}
+    unlabelled = [Problem("a", "qa", "")]
+    assert confidence_filter(task, unlabelled, strong[:1], 0.6)["majority_accuracy_kept"] is None

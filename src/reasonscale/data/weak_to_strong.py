@@ -111,6 +111,29 @@ def vote(task: Task, answers: Sequence[str | None]) -> Vote:
     return tally(task.group_answers(answers))
 
 
+def confidence_filter(
+    task: Task, problems: Sequence[Problem], samples: Sequence[Sequence[str]], tau: float
+) -> dict[str, float | int | None]:
+    """How the confidence filter sorts questions: how many reach `tau`, and, where gold exists, how often the
+    majority answer is correct among those kept and among those dropped (the filter should keep correct ones)."""
+    kept: list[bool] = []
+    right: list[bool] = []
+    for problem, texts in zip(problems, samples):
+        answers = [task.extract_answer(t) for t in texts]
+        v = vote(task, answers)
+        majority = next((a for a, g in zip(answers, v.groups) if g == v.majority), None)
+        kept.append(v.majority is not None and v.confidence >= tau)
+        right.append(bool(problem.answer) and majority is not None and task.grade([problem], [majority])[0])
+    gold = all(p.answer for p in problems)
+
+    def share(flag: bool) -> float | None:
+        chosen = [r for k, r in zip(kept, right) if k == flag]
+        return sum(chosen) / len(chosen) if gold and chosen else None
+
+    return {"confident_questions": sum(kept), "majority_accuracy_kept": share(True),
+            "majority_accuracy_dropped": share(False)}
+
+
 @dataclass(frozen=True)
 class PairSettings:
     tau: float = 0.6  # questions whose majority share is below this give no pair

@@ -180,6 +180,7 @@ def stage2(run: Run, problems: list[Problem], weak: list[dict], models: dict[str
                  for pair in w2s.preference_pairs(task, weak_by_id[p.id], ss, prompt, settings)]
         name = f"stage2-round{r}"
         path = run.save(name, pairs, by_id, ["chosen", "rejected"])
+        run.data[name].update(w2s.confidence_filter(task, problems, samples, s.tau))
         current = run.train("dpo", name, current, path) if pairs else None
         if current is not None:
             models[name] = current
@@ -251,10 +252,12 @@ def report(summary: dict[str, Any]) -> str:
 
     lines = ["# Weak-to-strong reasoning", "", "| model | accuracy | PGR |", "|---|---|---|"]
     lines += [f"| {n} | {num(m['accuracy'])} | {num(m['pgr'])} |" for n, m in summary["models"].items()]
-    lines += ["", "| data set | size | questions | label accuracy |", "|---|---|---|---|"]
+    lines += ["", "| data set | size | questions | label accuracy | confidence filter |", "|---|---|---|---|---|"]
     for name, d in summary["data"].items():
         acc = ", ".join(f"{k.removeprefix('accuracy_')} {num(v)}" for k, v in d.items() if k.startswith("accuracy_"))
-        lines.append(f"| {name} | {d['size']} | {d['questions']} | {acc} |")
+        vote = ", ".join(f"{k} {v if isinstance(v, int) else num(v)}" for k, v in d.items()
+                         if k.startswith(("confident", "majority")))
+        lines.append(f"| {name} | {d['size']} | {d['questions']} | {acc} | {vote or '-'} |")
     usage = summary["usage"]
     lines += ["", f"Model calls this run: {usage['model_calls']}; trained: {', '.join(usage['trained']) or 'none'}."]
     return "\n".join(lines) + "\n"
