@@ -82,3 +82,17 @@ def test_cli_names_a_misspelt_key(tmp_path: Path) -> None:
     bad.write_text(EXAMPLE.read_text().replace("flip_confidence", "flip_confidense"))
     result = CliRunner().invoke(app, ["lab", "w2s", str(bad)])
     assert result.exit_code == 2 and "flip_confidense" in result.output
+
+
+def test_w2s_cli_errors_name_the_place(tmp_path: Path) -> None:
+    config = tmp_path / "w2s.yaml"
+    config.write_text(
+        "weak: {path: w}\nstrong: {path: s}\ntask: {name: jsonl, path: " + str(tmp_path / "missing.jsonl") + "}\n"
+        f"output_dir: {tmp_path / 'run'}\n"
+    )
+    result = CliRunner().invoke(app, ["w2s", str(config)])
+    assert result.exit_code == 2 and "missing.jsonl" in result.output
+    result = CliRunner().invoke(app, ["w2s", str(config), "--set", "stage2.tau=1.5"])
+    assert result.exit_code == 2 and "stage2.tau" in result.output
+    result = CliRunner().invoke(app, ["lab", "w2s", str(EXAMPLE), "--set", "levels=[1,6]"])
+    assert result.exit_code == 2 and "levels" in result.output

@@ -27,7 +27,10 @@ def demonstrations(pool: Sequence[Generation], problem_id: str, question: str, k
     never the question being answered (neither its id nor its text)."""
     others = [g for g in pool if g["id"] != problem_id and g["question"] != question]
     if len(others) < k:
-        raise ValueError(f"{k} demonstrations asked but only {len(others)} other weak solutions exist")
+        raise ValueError(
+            f"{k} demonstrations asked but only {len(others)} other weak solutions exist: ask for fewer "
+            "(stage1.demonstrations) or give more questions"
+        )
     return random.Random(f"demos/{seed}/{problem_id}").sample(others, k)
 
 

@@ -5,7 +5,7 @@ trained on the target's gold solutions, the strong one is pretrained on related 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -43,7 +43,7 @@ class LabW2SConfig(Section):
     weak_preset: str = Field("weak", description="lab preset trained on the target's gold solutions")
     weak_budget_s: float | None = Field(None, gt=0, description="wall-time cap of the weak preset's training")
     strong: StrongSettings = Field(default_factory=StrongSettings)
-    levels: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=1)
+    levels: list[Annotated[int, Field(ge=1, le=5)]] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=1)
     questions_per_level: int = Field(200, ge=1, description="unlabelled training questions per level")
     questions_seed: int = Field(1, description="seed of the question subset of the train split")
     eval_per_level: int = Field(40, ge=1, description="test problems per level")
