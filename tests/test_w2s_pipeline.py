@@ -13,7 +13,9 @@ from transformers import AutoModelForCausalLM
 
 from conftest import build_tiny_model
 from reasonscale.data.weak_to_strong import consistent
-from reasonscale.pipelines.w2s import run_w2s
+from reasonscale.config import ModelConfig
+from reasonscale.engines.hf import HFEngine
+from reasonscale.pipelines.w2s import LazyEngine, run_w2s
 from reasonscale.pipelines.w2s_config import W2SConfig
 from reasonscale.tasks.base import Task
 from reasonscale.train.data import write_jsonl
@@ -74,7 +76,7 @@ def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_every_stage_makes_data_and_a_model_and_a_rerun_does_nothing(tmp_path: Path, models) -> None:
+def test_every_stage_makes_data_and_a_model_and_a_rerun_does_nothing(tmp_path: Path, models, monkeypatch) -> None:
     cfg = config(models, tmp_path / "run", stage2={"samples": 6, "tau": 0.5, "flip_confidence": 0.5,
                                                     "pairs_per_question": 2, "rounds": 2})
     task, held_out = Parity(12, "t"), Parity(6, "e")
@@ -102,6 +104,10 @@ def test_every_stage_makes_data_and_a_model_and_a_rerun_does_nothing(tmp_path: P
     assert info["base"]["path"] == first["trained_models"]["stage1-hybrid"]  # DPO starts from M_plus
     assert (tmp_path / "run/report.md").read_text().count("stage2-round") >= 4
 
+    def no_model(*args: Any) -> None:
+        raise AssertionError("a re-run loads no model")
+
+    monkeypatch.setattr("reasonscale.pipelines.w2s.build_engine", no_model)
     again = run_w2s(cfg, progress=False, task=task, eval_task=held_out)
     assert again["usage"] == {"model_calls": 0, "trained": []}
     assert again["models"] == first["models"] and again["data"] == first["data"]
@@ -128,3 +134,11 @@ def test_data_stages_from_user_generations(tmp_path: Path, models) -> None:
     pairs = read(tmp_path / "run/data/stage2-round1.jsonl")
     assert sorted(p["id"] for p in pairs) == ["q0", "q2", "q4"]
     assert all(p["chosen"].endswith("weak") and p["rejected"] == "b" for p in pairs)
+
+
+def test_chats_render_like_the_engine_without_loading_it(tiny_model_dir: Path, monkeypatch) -> None:
+    cfg = ModelConfig(path=str(tiny_model_dir), device="cpu", chat_template=True)
+    expected = HFEngine(str(tiny_model_dir), device="cpu").render_chat([{"role": "user", "content": "2+2?"}])
+    monkeypatch.setattr("reasonscale.pipelines.w2s.build_engine", lambda *a: pytest.fail("model loaded"))
+    lazy = LazyEngine(cfg)
+    assert lazy.render_chat([{"role": "user", "content": "2+2?"}]) == expected and lazy.inner is None

@@ -34,12 +34,14 @@ from reasonscale.types import Completion, Problem, SamplingParams
 
 
 class LazyEngine(Engine):
-    """An engine named by `engine_identity(cfg)` that loads its model only when a sample is missing from the store."""
+    """An engine named by `engine_identity(cfg)` that loads its model only when a sample is missing from the store
+    (chats are rendered with the model's tokenizer alone, except on a server, whose engine loads nothing)."""
 
     def __init__(self, cfg: ModelConfig):
         self.cfg = cfg
         self.model_id = engine_identity(cfg)
         self.inner: Engine | None = None
+        self.tokenizer = None
 
     def loaded(self) -> Engine:
         if self.inner is None:
@@ -50,7 +52,13 @@ class LazyEngine(Engine):
         return self.loaded().complete(requests, params)
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
-        return self.loaded().render_chat(messages)  # type: ignore[attr-defined]
+        if self.cfg.engine == "openai":
+            return self.loaded().render_chat(messages)  # type: ignore[attr-defined]
+        if self.tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(self.cfg.path, revision=self.cfg.revision)
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def close(self) -> None:
         if self.inner is not None:
