@@ -18,6 +18,7 @@ from reasonscale.engines.hf import HFEngine
 from reasonscale.pipelines.w2s import LazyEngine, run_w2s
 from reasonscale.pipelines.w2s_config import W2SConfig
 from reasonscale.tasks.base import Task
+from reasonscale.train import TRAINERS
 from reasonscale.train.data import write_jsonl
 from reasonscale.types import Problem
 
@@ -142,3 +143,20 @@ def test_chats_render_like_the_engine_without_loading_it(tiny_model_dir: Path, m
     monkeypatch.setattr("reasonscale.pipelines.w2s.build_engine", lambda *a: pytest.fail("model loaded"))
     lazy = LazyEngine(cfg)
     assert lazy.render_chat([{"role": "user", "content": "2+2?"}]) == expected and lazy.inner is None
+
+
+def test_a_run_killed_in_stage_two_resumes_without_redoing_stage_one(tmp_path: Path, models, monkeypatch) -> None:
+    cfg = config(models, tmp_path / "run", eval_task=None, baselines={"naive": False, "gold": False},
+                 stage1={"demonstrations": 2, "variants": ["hybrid"]})
+    task = Parity(12, "t")
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setitem(TRAINERS, "dpo", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_w2s(cfg, progress=False, task=task)
+    assert (tmp_path / "run/models/stage1-hybrid/reasonscale_train.json").is_file()
+    resumed = run_w2s(cfg, progress=False, task=task)
+    assert resumed["usage"] == {"model_calls": 0, "trained": ["stage2-round1"]}  # samples and M_plus reused
