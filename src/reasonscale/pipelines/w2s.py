@@ -208,8 +208,10 @@ def group_samples(rows: list[dict], problems: Sequence[Problem]) -> list[list[st
 
 def unique(rows: list[dict]) -> list[dict]:
     """Rows without repeats of the same (question, completion): a weak and an ICL response may be identical."""
-    seen: set[tuple[str, str]] = set()
-    return [r for r in rows if (key := (r["id"], r["completion"])) not in seen and not seen.add(key)]
+    kept: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        kept.setdefault((row["id"], row["completion"]), row)
+    return list(kept.values())
 
 
 def evaluate(run: Run, task: Task, problems: list[Problem], models: dict[str, ModelConfig],
@@ -244,7 +246,7 @@ def pgr(accuracy: dict[str, float], name: str) -> float | None:
 
 
 def summarize(run: Run, models: dict[str, ModelConfig], accuracy: dict[str, float]) -> dict[str, Any]:
-    names = sorted(accuracy, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n != "gold", n))
+    names = sorted(accuracy, key=lambda n: (n == "gold", ORDER.index(n) if n in ORDER else len(ORDER), n))
     return {
         "models": {n: {"path": models[n].path if n in models else run.cfg.strong.path, "accuracy": accuracy[n],
                        "pgr": pgr(accuracy, n)} for n in names},
