@@ -65,6 +65,9 @@ def test_consistency_with_real_graders() -> None:
     assert consistent(numeric, weak, icl) == {"a"}
     lab = LabTask(TaskConfig(name="lab"))
     assert answers_agree(lab, [("007", "7"), ("7", "8")]) == [True, False]
+    math = JsonlTask(TaskConfig(name="jsonl", grader="math"))  # Math-Verify, in worker processes
+    pairs = [("\\frac{1}{2}", "0.5"), ("\\dfrac{5}{9}", "\\frac 59"), ("(1,2]", "(1,2)"), (None, "1")]
+    assert answers_agree(math, pairs) == [True, True, False, False]
 
 
 def test_demonstrations_never_include_the_question() -> None:
