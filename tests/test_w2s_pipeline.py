@@ -114,13 +114,17 @@ def test_every_stage_makes_data_and_a_model_and_a_rerun_does_nothing(tmp_path: P
     assert again["models"] == first["models"] and again["data"] == first["data"]
 
 
-def test_data_stages_from_user_generations(tmp_path: Path, models) -> None:
+def user_files(tmp_path: Path) -> dict[str, str]:
     weak = [{"id": f"q{i}", "question": f"what is {i}?", "response": "ab"[i % 2] + " weak", "gold": str(i % 2)}
             for i in range(6)]
     icl = [{"id": f"q{i}", "question": "ignored", "response": "aab"[i % 3] + " icl"} for i in range(6)]
     samples = [{"id": f"q{i}", "response": r} for i in range(6) for r in ["a", "a", "a", "b"]]
-    files = {k: str(write_jsonl(v, tmp_path / f"{k}.jsonl")) for k, v in
-             [("weak", weak), ("icl", icl), ("samples", samples)]}
+    return {k: str(write_jsonl(v, tmp_path / f"{k}.jsonl")) for k, v in
+            [("weak", weak), ("icl", icl), ("samples", samples)]}
+
+
+def test_data_stages_from_user_generations(tmp_path: Path, models) -> None:
+    files = user_files(tmp_path)
     cfg = config(models, tmp_path / "run", eval_task=None, baselines={"naive": False, "gold": False},
                  stage1={"variants": ["hybrid"]}, stage2={"tau": 0.6, "pairs_per_question": 1},
                  inputs={**files, "fields": {"answer": "gold"}})
@@ -160,3 +164,15 @@ def test_a_run_killed_in_stage_two_resumes_without_redoing_stage_one(tmp_path: P
     assert (tmp_path / "run/models/stage1-hybrid/reasonscale_train.json").is_file()
     resumed = run_w2s(cfg, progress=False, task=task)
     assert resumed["usage"] == {"model_calls": 0, "trained": ["stage2-round1"]}  # samples and M_plus reused
+
+
+def test_data_only_builds_every_set_and_trains_nothing(tmp_path: Path, models) -> None:
+    cfg = config(models, tmp_path / "run", stage1={"variants": ["weak", "hybrid"]}, data_only=True,
+                 inputs={**user_files(tmp_path), "fields": {"answer": "gold"}})
+    summary = run_w2s(cfg, progress=False, task=Parity(0, "unused"))
+    assert summary["usage"] == {"model_calls": 0, "trained": []} and summary["models"] == {}
+    assert not (tmp_path / "run" / "models").exists()
+    # tau and flip_confidence 0.5, two pairs per question: the three weak "a" responses are chosen against the one
+    # "b" sample (one pair each), the three weak "b" responses rejected against two of the three "a" samples
+    assert [summary["data"][k]["size"] for k in ("stage1-weak", "stage1-hybrid", "stage2-round1")] == [3, 6, 9]
+    assert "stage2-round2" not in summary["data"]  # later rounds need a trained model

@@ -100,9 +100,11 @@ class Run:
         self.data[name] = {"path": str(path), **w2s.describe(self.task, problems, rows, fields)}
         return path
 
-    def train(self, method: str, name: str, base: ModelConfig, data: Path) -> ModelConfig:
+    def train(self, method: str, name: str, base: ModelConfig, data: Path) -> ModelConfig | None:
         """Fine-tune `base` on `data` by `method` (sft or dpo) into `models/<name>`; an identical finished run is
-        reused. DPO's reference is `base` itself (see docs/training.md)."""
+        reused. DPO's reference is `base` itself (see docs/training.md). None with `data_only`."""
+        if self.cfg.data_only:
+            return None
         section = self.cfg.sft if method == "sft" else self.cfg.dpo
         cfg = CONFIGS[method].model_validate({
             "model": {"path": base.path, "revision": base.revision},
@@ -121,6 +123,7 @@ def run_w2s(cfg: W2SConfig, progress: bool = True, task: Task | None = None,
     """Run (or resume) the whole method and its baselines; writes data/, models/, summary.json and report.md."""
     task = task or build_task(cfg.task)
     evaluated = eval_task or (build_task(cfg.eval_task) if cfg.eval_task else None)
+    evaluated = None if cfg.data_only else evaluated
     problems = read_questions(cfg.inputs, task)
     eval_problems = evaluated.load() if evaluated else []
     out = Path(cfg.output_dir)
@@ -139,7 +142,7 @@ def run_w2s(cfg: W2SConfig, progress: bool = True, task: Task | None = None,
 
 
 def train_all(run: Run, problems: list[Problem]) -> tuple[dict[str, ModelConfig], list[dict]]:
-    """Stage I, stage II and the trained baselines: every model by name (only those that had data)."""
+    """Stage I, stage II and the trained baselines: every model by name (only those trained or reused)."""
     cfg, task = run.cfg, run.task
     by_id = {p.id: p for p in problems}
     plain = [task.format_prompt(p) for p in problems]
@@ -154,7 +157,7 @@ def train_all(run: Run, problems: list[Problem]) -> tuple[dict[str, ModelConfig]
         "icl": w2s.sft_records(task, by_id, [g for g in icl if g["id"] in kept]),
     }
     sets["hybrid"] = unique(sets["weak"] + sets["icl"])
-    models: dict[str, ModelConfig] = {"weak": cfg.weak, "strong": cfg.strong}
+    models: dict[str, ModelConfig | None] = {"weak": cfg.weak, "strong": cfg.strong}
     for variant in dict.fromkeys([*cfg.stage1.variants, cfg.stage1.use]):
         path = run.save(f"stage1-{variant}", sets[variant], by_id, ["completion"])
         if sets[variant]:
@@ -167,21 +170,22 @@ def train_all(run: Run, problems: list[Problem]) -> tuple[dict[str, ModelConfig]
         path = run.save("gold", w2s.sft_records(task, by_id, gold), by_id, ["completion"])
         models["gold"] = run.train("sft", "gold", cfg.strong, path)
     stage2(run, problems, weak, models)
-    return models, weak
+    return {name: model for name, model in models.items() if model is not None}, weak
 
 
-def stage2(run: Run, problems: list[Problem], weak: list[dict], models: dict[str, ModelConfig]) -> None:
-    """Each round samples the current model, builds confidence-filtered pairs and trains it by DPO."""
+def stage2(run: Run, problems: list[Problem], weak: list[dict], models: dict[str, ModelConfig | None]) -> None:
+    """Each round samples the current model (round 1: or reads `inputs.samples`), builds confidence-filtered pairs
+    and trains the model by DPO."""
     cfg, task, s = run.cfg, run.task, run.cfg.stage2
     by_id = {p.id: p for p in problems}
     weak_by_id = {g["id"]: g for g in weak}
     current = models.get(f"stage1-{cfg.stage1.use}")
     plain = [task.format_prompt(p) for p in problems]
     for r in range(1, s.rounds + 1):
-        if current is None:
-            return
         given = read_generations(cfg.inputs, "samples", by_id) if r == 1 else None
-        samples = group_samples(given, problems) if given else run.generate(
+        if given is None and current is None:
+            return
+        samples = group_samples(given, problems) if given is not None else run.generate(
             current, plain, s.samples, s.temperature, s.top_p)
         settings = w2s.PairSettings(s.tau, s.flip_confidence, s.pairs_per_question, s.pairs, cfg.generation.seed + r)
         pairs = [pair for p, ss, prompt in zip(problems, samples, plain) if p.id in weak_by_id
@@ -189,9 +193,8 @@ def stage2(run: Run, problems: list[Problem], weak: list[dict], models: dict[str
         name = f"stage2-round{r}"
         path = run.save(name, pairs, by_id, ["chosen", "rejected"])
         run.data[name].update(w2s.confidence_filter(task, problems, samples, s.tau))
-        current = run.train("dpo", name, current, path) if pairs else None
-        if current is not None:
-            models[name] = current
+        current = run.train("dpo", name, current, path) if pairs and current else None
+        models[name] = current
 
 
 def icl_prompts(run: Run, problems: Sequence[Problem], pool: list[dict]) -> list[str]:

@@ -87,5 +87,6 @@ class W2SConfig(Section):
     dpo: DPOTrainSettings = Field(default_factory=DPOTrainSettings)
     baselines: Baselines = Field(default_factory=Baselines)
     inputs: Inputs = Field(default_factory=Inputs)
+    data_only: bool = Field(False, description="build and measure the data sets only: no training, no evaluation")
     output_dir: str = "runs/w2s"
     cache_path: str | None = Field(None, description="sample store (default: output_dir/store.sqlite)")
