@@ -125,6 +125,39 @@ def annotate(
     console.print(f"annotations in {cfg.output_dir}/ (annotations.jsonl, dataset/, tag_summary.json)")
 
 
+@app.command()
+def w2s(
+    config: Annotated[Path, typer.Argument(help="weak-to-strong YAML (see docs/w2s.md)")],
+    set_: Annotated[list[str], typer.Option("--set", help="override, e.g. --set stage2.rounds=2")] = [],
+    quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
+) -> None:
+    """Weak-to-strong reasoning: consistency-filtered SFT, then confidence-filtered DPO, iterated, with baselines."""
+    from reasonscale.pipelines.w2s import run_w2s
+    from reasonscale.pipelines.w2s_config import W2SConfig
+
+    cfg = run_safely(load_config, config, set_, W2SConfig)
+    summary = run_safely(run_w2s, cfg, progress=not quiet)
+    Console().print(w2s_table(summary))
+    console.print(f"report: {cfg.output_dir}/report.md")
+
+
+def w2s_table(summary: dict[str, Any]) -> Table:
+    """Accuracy and performance gap recovered of every model, then the size and label accuracy of every data set."""
+    table = Table(title="weak-to-strong", padding=(0, 1, 0, 0))
+    for header in ("model", "accuracy", "PGR"):
+        table.add_column(header, justify="left" if header == "model" else "right")
+    for name, m in summary["models"].items():
+        table.add_row(escape(name), f"{m['accuracy']:.3f}", "-" if m["pgr"] is None else f"{m['pgr']:.3f}")
+    for name, d in summary["data"].items():
+        accuracy = " ".join(
+            f"{k.removeprefix('accuracy_')} {v:.3f}"
+            for k, v in d.items()
+            if k.startswith("accuracy_") and v is not None
+        )
+        table.add_row(escape(f"data {name} (n={d['size']})"), accuracy or "-", "")
+    return table
+
+
 def tag_table(tag: dict[str, Any]) -> Table:
     """Per topology variant: accuracy overall and per level, win rate and generated tokens per response."""
     levels = sorted({lvl for v in tag["variants"].values() for lvl in v["accuracy_by_level"]})
@@ -345,6 +378,19 @@ def solar_trm(
     summary = run_safely(run_trm, cfg, progress=not quiet)
     for name, metric in summary["metrics"].items():
         console.print(f"{name}: {summary['models'][name]} {json.dumps(metric)}")
+
+
+@lab_app.command("w2s")
+def lab_w2s(
+    config: Annotated[Path, typer.Argument(help="lab weak-to-strong YAML, e.g. examples/lab_w2s.yaml")],
+    set_: Annotated[list[str], typer.Option("--set", help="override, e.g. --set stage2.rounds=1")] = [],
+    quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
+) -> None:
+    """Weak-to-strong on the lab: train (or reuse) the weak and strong lab models, then run every stage."""
+    from reasonscale.pipelines.lab_w2s import run_lab_w2s
+
+    summary = run_safely(run_lab_w2s, config, set_, progress=not quiet)
+    Console().print(w2s_table(summary))
 
 
 train_app = typer.Typer(help="Fine-tune models over TRL + PEFT: SFT, DPO and reward models, one config for all.")

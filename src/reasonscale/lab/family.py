@@ -3,8 +3,8 @@ exchange (Snell et al. 2024, section 7): `family-1` to `family-4` span 14x in no
 443k and 1.05M), about the paper's ratio.
 
 Every member sees the same training stream (same steps, batch size, level mix and seed: the same D tokens), so
-their pretraining FLOPs differ only by N. Learning rates shrink with width (ours, not yet tuned); the wall-time cap
-is set far above the steps' need so that the steps, not a machine's speed, define each model. Importing this module
+their pretraining FLOPs differ only by N. Learning rates shrink with width (ours, not yet tuned); like every preset,
+each is defined by its steps, not by a machine's speed. Importing this module
 registers the presets in `reasonscale.lab.model.PRESETS`.
 """
 
@@ -16,7 +16,7 @@ STEPS, BATCH = 4000, 16
 
 
 def _member(name: str, hidden: int, layers: int, heads: int, lr: float) -> Preset:
-    spec = TrainSpec(max_steps=STEPS, batch_size=BATCH, lr=lr, level_weights=MIX, budget_s=6 * 3600)
+    spec = TrainSpec(max_steps=STEPS, batch_size=BATCH, lr=lr, level_weights=MIX)
     return Preset(name, ModelSpec(hidden_size=hidden, layers=layers, heads=heads, mlp_size=4 * hidden), spec)
 
 

@@ -35,21 +35,11 @@ from reasonscale.pipelines.evaluate import Evaluator, run_key
 from reasonscale.progress import Progress
 from reasonscale.runlock import run_lock
 from reasonscale.store import Store
+from reasonscale.summary import COST_FIELDS
 from reasonscale.tasks import build_task
 from reasonscale.types import Problem
 from reasonscale.verifiers import build_verifier
 
-USAGE_FIELDS = (
-    "generations",
-    "prompt_tokens",
-    "generated_tokens",
-    "tokens",
-    "verifier_calls",
-    "verifier_tokens",
-    "policy_flops",
-    "verifier_flops",
-    "flops",
-)
 
 
 class AnnotateConfig(Section):
@@ -208,7 +198,7 @@ def _rows(results: list[dict[str, dict]], problems: list[Problem]) -> list[dict[
                         "text": outcome["text"],
                         "answer": outcome["answer"],
                         "hard_label": int(outcome["correct"] >= 1.0),
-                        "usage": {k: outcome[k] for k in USAGE_FIELDS},
+                        "usage": {k: outcome[k] for k in COST_FIELDS},
                     }
                 )
     return rows

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonscale.identity import digest
+from reasonscale.tasks.io import iter_jsonl
 from reasonscale.train.config import DataSettings
 
 Record = dict[str, Any]
@@ -23,25 +24,16 @@ def read_records(data: DataSettings, required: list[str]) -> list[Record]:
     for path in data.paths:
         if not path.is_file():
             raise FileNotFoundError(f"data file not found: {path}")
-        with path.open() as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                records.append(_record(line, names, f"{path}:{number}"))
-                if data.limit is not None and len(records) >= data.limit:
-                    return records
+        for number, item in iter_jsonl(path):
+            records.append(_record(item, names, f"{path}:{number}"))
+            if data.limit is not None and len(records) >= data.limit:
+                return records
     if not records:
         raise ValueError(f"no training examples in {', '.join(map(str, data.paths))}")
     return records
 
 
-def _record(line: str, names: dict[str, str], where: str) -> Record:
-    try:
-        item = json.loads(line)
-    except ValueError as error:
-        raise ValueError(f"{where}: not valid JSON ({error})") from None
-    if not isinstance(item, dict):
-        raise ValueError(f"{where}: a line must be a JSON object")
+def _record(item: dict[str, Any], names: dict[str, str], where: str) -> Record:
     missing = [column for column in names.values() if column not in item]
     if missing:
         raise ValueError(f"{where}: missing field {', '.join(repr(m) for m in missing)} (has: {', '.join(item)})")

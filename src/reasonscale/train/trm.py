@@ -24,6 +24,7 @@ import torch
 from pydantic import Field, model_validator
 
 from reasonscale.config import Section
+from reasonscale.tasks.io import iter_jsonl
 from reasonscale.train.common import (
     TrainResult,
     finish,
@@ -73,9 +74,8 @@ def read_trm_records(cfg: TRMConfig) -> list[dict[str, Any]]:
     for path in cfg.data.paths:
         if not path.is_file():
             raise FileNotFoundError(f"data file not found: {path}")
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                records.append(_record(line, f"{path}:{number}"))
+        for number, item in iter_jsonl(path):
+            records.append(_record(item, f"{path}:{number}"))
             if cfg.data.limit is not None and len(records) >= cfg.data.limit:
                 return records
     if not records:
@@ -83,13 +83,7 @@ def read_trm_records(cfg: TRMConfig) -> list[dict[str, Any]]:
     return records
 
 
-def _record(line: str, where: str) -> dict[str, Any]:
-    try:
-        item = json.loads(line)
-    except ValueError as error:
-        raise ValueError(f"{where}: not valid JSON ({error})") from None
-    if not isinstance(item, dict):
-        raise ValueError(f"{where}: a line must be a JSON object")
+def _record(item: dict[str, Any], where: str) -> dict[str, Any]:
     for name, kind in FIELDS.items():
         if not isinstance(item.get(name), kind):
             raise ValueError(f"{where}: field '{name}' is missing or not a {getattr(kind, '__name__', 'number')}")

@@ -1,0 +1,98 @@
+"""The lab weak-to-strong design: related families compute the target's values in other forms that the lab task
+cannot read as answers, documents, the strong model's pretraining (resumable, reused), the lab config, the CLI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reasonscale.cli import app
+from reasonscale.config import TaskConfig, load_config
+from reasonscale.lab.families import FAMILIES, document, solve_as
+from reasonscale.lab.splits import held_out_questions, split_graphs
+from reasonscale.lab.tokenizer import build_char_tokenizer
+from reasonscale.lab.w2s_presets import StrongPreset, encode_documents, train_strong
+from reasonscale.pipelines.lab_w2s import LabW2SConfig, w2s_config
+from reasonscale.tasks.lab import LabTask
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "lab_w2s.yaml"
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_a_family_computes_the_target_values_in_a_form_the_task_cannot_grade(family: str) -> None:
+    task = LabTask(TaskConfig(name="lab"))
+    for level in (1, 3, 5):
+        for graph in split_graphs("train", level, 5):
+            text = solve_as(family, graph)
+            assert task.extract_answer(text) is None and text != graph.solution
+            target_lines = graph.solution.splitlines()
+            lines = text.splitlines()
+            assert len(lines) == len(target_lines)
+            for mine, theirs in zip(lines[:-1], target_lines[:-1]):  # every step holds the same result
+                assert re.search(rf"\b{theirs.rsplit('=', 1)[1]}\b", mine)
+            assert str(graph.answer) in lines[-1]
+    with pytest.raises(ValueError, match="unknown lab family"):
+        solve_as("target", graph)
+
+
+def test_documents_are_one_family_fit_and_avoid_evaluation_problems() -> None:
+    held_out = held_out_questions()
+    for index in range(20):
+        doc = document(index, [1, 2, 3], ["arrow", "backward"], 600)
+        assert doc == document(index, [1, 2, 3], ["arrow", "backward"], 600)
+        assert sum(len(q) + len(s) + 3 for q, s in doc) <= 600 or len(doc) == 1
+        assert all(q not in held_out for q, _ in doc)
+        finals = {s.splitlines()[-1].split()[0] for _, s in doc}  # "result:" (arrow) or a number (backward)
+        assert finals == {"result:"} or all(f.isdigit() for f in finals)
+    assert len({document(i, [1, 2], ["arrow", "backward"], 600)[0][1].count("->") > 0 for i in range(20)}) == 2
+
+
+def test_documents_train_on_solutions_and_their_ends_only() -> None:
+    tokenizer = build_char_tokenizer()
+    docs = [[("a=1+2. Find a.", "a: 1+2 -> 3\nresult: 3"), ("b=2*2. Find b.", "b: 2*2 -> 4\nresult: 4")]]
+    batch = encode_documents(tokenizer, docs)
+    labelled = [t for t, lab in zip(batch["input_ids"][0].tolist(), batch["labels"][0].tolist()) if lab != -100]
+    assert tokenizer.decode(labelled) == "a: 1+2 -> 3\nresult: 3\n\nb: 2*2 -> 4\nresult: 4" + tokenizer.eos_token
+    assert tokenizer.decode(batch["input_ids"][0]).startswith(tokenizer.bos_token + "a=1+2. Find a.\n")
+
+
+def test_strong_pretraining_runs_resumes_and_is_reused(tmp_path: Path) -> None:
+    preset = StrongPreset(hidden_size=16, layers=1, heads=2, mlp_size=32, steps=3, batch_size=2, doc_chars=200)
+    path = train_strong(preset, progress=False, run_dir=tmp_path / "strong")
+    state = (path / "trainer_state.json").read_text()
+    assert '"step": 3' in state
+    before = (path / "model.safetensors").stat().st_mtime_ns
+    assert train_strong(preset, progress=False, run_dir=path) == path
+    assert (path / "model.safetensors").stat().st_mtime_ns == before  # finished: nothing trained again
+    assert StrongPreset(steps=4).fingerprint() != StrongPreset().fingerprint()
+
+
+def test_lab_config_maps_to_the_generic_run() -> None:
+    cfg = load_config(EXAMPLE, ["stage2.rounds=1", "questions_per_level=7"], model=LabW2SConfig)
+    run = w2s_config(cfg, Path("w"), Path("s"))
+    assert run.task.split == "train" and run.task.lab.per_level == 7 and run.eval_task.split == "test"
+    assert run.stage2.rounds == 1 and run.dpo.dpo.nll_weight == 1.0 and run.weak.path == "w"
+
+
+def test_cli_names_a_misspelt_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("flip_confidence", "flip_confidense"))
+    result = CliRunner().invoke(app, ["lab", "w2s", str(bad)])
+    assert result.exit_code == 2 and "flip_confidense" in result.output
+
+
+def test_w2s_cli_errors_name_the_place(tmp_path: Path) -> None:
+    config = tmp_path / "w2s.yaml"
+    config.write_text(
+        "weak: {path: w}\nstrong: {path: s}\ntask: {name: jsonl, path: " + str(tmp_path / "missing.jsonl") + "}\n"
+        f"output_dir: {tmp_path / 'run'}\n"
+    )
+    result = CliRunner().invoke(app, ["w2s", str(config)])
+    assert result.exit_code == 2 and "missing.jsonl" in result.output
+    result = CliRunner().invoke(app, ["w2s", str(config), "--set", "stage2.tau=1.5"])
+    assert result.exit_code == 2 and "stage2.tau" in result.output
+    result = CliRunner().invoke(app, ["lab", "w2s", str(EXAMPLE), "--set", "levels=[1,6]"])
+    assert result.exit_code == 2 and "levels" in result.output
