@@ -91,6 +91,23 @@ PRESETS: dict[str, Preset] = {
 PRESETS["default"] = PRESETS["strong"]
 
 
+def _family_member(name: str, hidden: int, layers: int, heads: int, lr: float) -> Preset:
+    spec = TrainSpec(max_steps=4000, batch_size=16, lr=lr, level_weights=MIX)
+    return Preset(name, ModelSpec(hidden_size=hidden, layers=layers, heads=heads, mlp_size=4 * hidden), spec)
+
+
+# A family of increasing size on the same training stream (same steps, batch, mix and seed: the same D tokens), for
+# the pretraining vs test-time FLOPs exchange (Snell et al. 2024, section 7): 74k, 131k, 443k and 1.05M
+# non-embedding parameters, 14x as in the paper. Learning rates shrink with width (ours, not yet tuned).
+for _preset in (
+    _family_member("family-1", 48, 2, 2, 5e-3),
+    _family_member("family-2", 64, 2, 2, 5e-3),
+    _family_member("family-3", 96, 3, 3, 3e-3),
+    _family_member("family-4", 128, 4, 4, 2e-3),
+):
+    PRESETS[_preset.name] = _preset
+
+
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown lab preset '{name}': use one of {', '.join(PRESETS)}")

@@ -139,7 +139,6 @@ def train_revision_preset(
     """The revision model of lab preset `name` (`reasonscale lab train --revision`): the preset is trained or
     reused, then its revision data and model live in the lab cache beside it, under the preset's fingerprint and
     reused while the base's content, the data and the settings are unchanged."""
-    from reasonscale.lab import family  # noqa: F401  (registers the family presets)
     from reasonscale.lab.model import get_preset
     from reasonscale.lab.train import cache_root, train_preset
 

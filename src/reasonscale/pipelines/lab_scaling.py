@@ -7,7 +7,7 @@ weighted best-of-N and majority over its parallel samples, and `revise` at every
 at every budget.  4. Bin the questions by difficulty and fit the compute-optimal policy, two-fold cross-validated
 (`reasonscale.pipelines.scaling`).  5. Report how accuracy moves along a revision chain, how often a right answer is
 revised into a wrong one, which ratio P:L wins per bin, and what budget best-of-N needs to match the policy.
-6. With `large` (a bigger preset, e.g. `family-4` against `policy: family-1`, `reasonscale.lab.family`): the
+6. With `large` (a bigger preset, e.g. `family-4` against `policy: family-1`, `reasonscale.lab.model`): the
 larger model's greedy accuracy on the same questions and the FLOPs-matched exchange per oracle bin.
 Every sample is cached and every model reused, so a re-run makes no model call.
 """
@@ -24,7 +24,6 @@ from pydantic import Field
 from reasonscale import atomic
 from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig, load_config
 from reasonscale.engines import Engine, build_engine
-from reasonscale.lab import family  # noqa: F401  (registers the family presets)
 from reasonscale.lab.revision import (
     RevisionStageConfig,
     revision_data,
