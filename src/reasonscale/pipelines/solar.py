@@ -182,7 +182,8 @@ def train_reward_models(
         cfg = RewardConfig(model=base, data=DataSettings(path=str(data)), reward={"format": "labels"},
                            **_sections(training), output_dir=str(out / "reward"))  # fmt: skip
         path = str(train_reward(cfg, progress=progress).path)
-        rewards = RewardModelVerifier(path, None).rewards
+        reward_model = RewardModelVerifier(path, None)
+        rewards = (lambda prompts, responses: reward_model.rewards(prompts, responses)[0])
         models["reward"], metrics["reward"] = path, trm_metrics(test, rewards, None)
     return {"models": models, "metrics": metrics, "train_responses": len(train), "test_responses": len(test)}
 
