@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from reasonscale.config import Section
-from reasonscale.data.prm_labels import PRMExample
+from reasonscale.data.prm_labels import PRMExample, save_examples
 from reasonscale.tasks.io import iter_jsonl
 from reasonscale.train.common import (
     LOSS_FILE,
@@ -151,14 +151,15 @@ def build_model(cfg: PRMConfig) -> torch.nn.Module:
     if lora is not None:
         from peft import get_peft_model
 
-        lora.exclude_modules = ["score"]  # the head is trained whole, not adapted
+        if cfg.prm.mode == "head":
+            lora.exclude_modules = ["score"]  # the head is trained whole, not adapted
         model = get_peft_model(model, lora)
     return model
 
 
 def train_prm_run(cfg: PRMConfig, progress: bool = True, on_step: OnStep | None = None) -> TrainResult:
     """Train (or reuse) the PRM described by `cfg` and publish it at `cfg.output_dir`. `on_step(step, loss)` is
-    called after every optimizer step (and its checkpoint)."""
+    called after every optimizer step (numbered from 1) and its checkpoint."""
     with session(cfg, progress):
         examples = read_prm_examples(cfg)
         records = [[e.problem_id, e.prompt, e.steps, e.soft] for e in examples]
@@ -242,8 +243,6 @@ def train_prm(
 ) -> PRMTrainResult:
     """Fine-tune `base_model` into a PRM on `examples` on `device` ("auto": CUDA when available) and publish it
     (merged, HF format) at `output_dir`, through `train_prm_run`."""
-    from reasonscale.data.prm_labels import save_examples
-
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as folder:
         data = save_examples(examples, Path(folder) / "prm.jsonl")
