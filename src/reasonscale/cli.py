@@ -311,7 +311,7 @@ def lab_w2s(
     Console().print(w2s_table(summary))
 
 
-train_app = typer.Typer(help="Fine-tune models over TRL + PEFT: SFT, DPO and reward models, one config for all.")
+train_app = typer.Typer(help="Fine-tune models over TRL + PEFT: SFT, DPO, reward models and PRMs, one config for all.")
 app.add_typer(train_app, name="train")
 
 
@@ -356,6 +356,16 @@ def train_reward(
 ) -> None:
     """A scalar reward model on preference pairs (or labelled responses), usable as an `orm` verifier."""
     _train("reward", config, set_, quiet)
+
+
+@train_app.command("prm")
+def train_prm(
+    config: Annotated[Path, typer.Argument(help="training YAML")],
+    set_: TrainOverrides = [],
+    quiet: TrainQuiet = False,
+) -> None:
+    """A process reward model on step-labelled JSONL (as `prm_data.jsonl`), usable as a `prm` verifier."""
+    _train("prm", config, set_, quiet)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""One config for every trainer (SFT, DPO, reward model): pydantic sections, unknown keys are errors.
+"""One config for every trainer (SFT, DPO, reward model, PRM): pydantic sections, unknown keys are errors.
 
 A run's identity (what decides the trained weights) is the base model's content, the data's fingerprint and every
 setting here except the `log` section and `output_dir`, which only change how the run is watched and where the
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from reasonscale.config import Section, load_config
 
@@ -136,11 +136,52 @@ class RewardConfig(TrainConfig):
     reward: RewardSettings = Field(default_factory=RewardSettings)
 
 
-CONFIGS: dict[str, type[TrainConfig]] = {"sft": SFTConfig, "dpo": DPOConfig, "reward": RewardConfig}
+class PRMSettings(Section):
+    """The PRM's loss and step format (`verifiers.prm.PRMFormat`, saved with the model)."""
+
+    mode: Literal["head", "token"] = Field("head", description="value head at step ends, or good/bad token logits")
+    target: Literal["soft", "hard"] = Field("soft", description="train on the soft (fraction) or hard (any) labels")
+    rank_weight: float = Field(0.0, ge=0, description="weight of a pairwise ranking loss between steps of a problem")
+    step_separator: str | None = Field(None, description="what follows each step (default: newline, or ' TAG\\n')")
+    step_tag: str | None = Field(None, description="the token in the separator where the score is read")
+    good_token: str = Field("+", description="token mode: the token whose logit means a good step")
+    bad_token: str = Field("-", description="token mode: the token whose logit means a bad step")
+    device: str = Field("auto", description="where the loop trains: auto (CUDA when available), cpu, cuda, cuda:1...")
+    budget_s: float | None = Field(None, gt=0, description="stop after this many seconds of training (then finish)")
+
+    @model_validator(mode="after")
+    def _format(self) -> PRMSettings:
+        self.format()  # a bad separator/tag pair is an error here, before anything loads
+        return self
+
+    def format(self):
+        from reasonscale.verifiers.prm import PRMFormat
+
+        return PRMFormat(self.mode, self.step_separator, self.step_tag, self.good_token, self.bad_token)
+
+
+class PRMConfig(TrainConfig):
+    """A process reward model on PRM examples (JSONL as `data.prm_labels.save_examples` writes), loadable as a
+    `prm` verifier."""
+
+    prm: PRMSettings = Field(default_factory=PRMSettings)
+
+    @model_validator(mode="after")
+    def _loadable(self) -> PRMConfig:
+        if self.data.chat_template:
+            raise ValueError("data.chat_template: PRM prompts are read as written (the verifier reads them so)")
+        if self.lora.enabled and not self.lora.merge:
+            raise ValueError("lora.merge: a PRM is saved merged (the prm verifier loads full weights)")
+        return self
+
+
+CONFIGS: dict[str, type[TrainConfig]] = {
+    "sft": SFTConfig, "dpo": DPOConfig, "reward": RewardConfig, "prm": PRMConfig,
+}
 
 
 def load_train_config(method: str, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read and validate a training config for `method` (sft, dpo or reward)."""
+    """Read and validate a training config for `method` (sft, dpo, reward or prm)."""
     if method not in CONFIGS:
         raise ValueError(f"unknown training method '{method}': use one of {', '.join(CONFIGS)}")
     return load_config(path, overrides, model=CONFIGS[method])

@@ -1,80 +1,49 @@
-"""A thin PRM trainer: fine-tune a model to predict each step's Monte-Carlo label where the verifier reads it.
+"""The PRM trainer (TRL has none): fine-tune a model to predict each step's Monte-Carlo label where the verifier
+reads it, with the training layer's config, identity, skipping, LoRA and publishing (`train/common.py`).
 
-TRL 1.16 has no PRM trainer, so this is a plain PyTorch loop over transformers models (LoRA optional through
-peft), on the given device. The loss acts on one logit per step (`verifiers.prm.step_logits`): binary
-cross-entropy against the soft or hard label, plus an optional pairwise ranking term between steps of the same
-problem (labels of different problems are not comparable: an easy problem's wrong step may outscore a hard
-problem's right one). The result is saved in Hugging Face format with `reasonscale_prm.json`, so
-`PRMVerifier(path, task)` scores with it as trained.
+The loss acts on one logit per step (`verifiers.prm.step_logits`): binary cross-entropy against the soft or hard
+label, plus an optional pairwise ranking term between steps of the same problem (labels of different problems are
+not comparable: an easy problem's wrong step may outscore a hard problem's right one). The loop is plain PyTorch on
+`prm.device`; every `log.save_steps` it checkpoints the trainable weights, optimizer, scheduler, RNGs and data
+order in the work directory, so a killed run resumes to the same weights. The model is published merged with
+`reasonscale_prm.json`, so `build_verifier("prm", task, path)` scores with it as trained.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import random
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
 from reasonscale.config import Section
-from reasonscale.data.prm_labels import PRMExample
+from reasonscale.data.prm_labels import PRMExample, save_examples
+from reasonscale.tasks.io import iter_jsonl
+from reasonscale.train.common import (
+    LOSS_FILE,
+    TrainResult,
+    finish,
+    load_model,
+    load_tokenizer,
+    plan,
+    read_info,
+    session,
+    setup_lora,
+)
+from reasonscale.train.config import PRMConfig, PRMSettings
+from reasonscale.train.data import fingerprint
+from reasonscale.train.prm_loop import train_loop
 from reasonscale.verifiers.prm import PRMFormat, encode_steps, step_logits, token_id
 
-
-class PRMTrainConfig(Section):
-    """How a PRM is trained from labelled examples."""
-
-    mode: Literal["head", "token"] = Field("head", description="value head at step ends, or good/bad token logits")
-    target: Literal["soft", "hard"] = "soft"
-    rank_weight: float = Field(0.0, ge=0, description="weight of a pairwise ranking loss between steps")
-    step_separator: str = "\n"
-    epochs: float = Field(3.0, gt=0)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_steps: int = Field(20, ge=0)
-    budget_s: float | None = Field(None, gt=0, description="stop after this many seconds")
-    lora: bool = False
-    lora_r: int = Field(16, ge=1)
-    seed: int = 0
-
-
-@dataclass
-class PRMTrainResult:
-    path: Path
-    losses: list[float]
-    steps: int
-    seconds: float
-
-
-def build_model(base: str, cfg: PRMTrainConfig) -> torch.nn.Module:
-    """The base checkpoint with a one-logit token head (head mode) or as a causal LM (token mode), LoRA-wrapped
-    when asked (the new head stays fully trainable)."""
-    from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
-
-    if cfg.mode == "token":
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    else:
-        model = AutoModelForTokenClassification.from_pretrained(base, num_labels=1, dtype=torch.float32)
-    if cfg.lora:
-        from peft import LoraConfig, get_peft_model
-
-        task_type = "CAUSAL_LM" if cfg.mode == "token" else "TOKEN_CLS"
-        lora = LoraConfig(
-            r=cfg.lora_r,
-            lora_alpha=2 * cfg.lora_r,
-            target_modules="all-linear",
-            exclude_modules=["score"],
-            task_type=task_type,
-        )
-        model = get_peft_model(model, lora)
-    return model
+OnStep = Callable[[int, float], None]
 
 
 class Encoded(NamedTuple):
@@ -86,12 +55,51 @@ class Encoded(NamedTuple):
     problem: str
 
 
-def encode_examples(tokenizer, examples: Sequence[PRMExample], fmt: PRMFormat, target: str) -> list[Encoded]:
-    """Each example encoded with its soft or hard step labels."""
+def read_prm_examples(cfg: PRMConfig) -> list[PRMExample]:
+    """Every line of the data files as a PRM example; a bad line is an error naming file:line."""
+    examples: list[PRMExample] = []
+    for path in cfg.data.paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"data file not found: {path}")
+        for number, item in iter_jsonl(path):
+            examples.append(_example(item, cfg.prm.target, f"{path}:{number}"))
+            if cfg.data.limit is not None and len(examples) >= cfg.data.limit:
+                return examples
+    if not examples:
+        raise ValueError(f"no training examples in {', '.join(map(str, cfg.data.paths))}")
+    return examples
+
+
+def _example(item: dict[str, Any], target: str, where: str) -> PRMExample:
+    for name in ("problem_id", "prompt"):
+        if not isinstance(item.get(name), str):
+            raise ValueError(f"{where}: field '{name}' is missing or not a string")
+    steps, labels = item.get("steps"), item.get(target)
+    if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+        raise ValueError(f"{where}: field 'steps' is missing or not a list of strings")
+    if not isinstance(labels, list) or not all(isinstance(v, (int, float)) for v in labels):
+        raise ValueError(f"{where}: field '{target}' (prm.target) is missing or not a list of numbers")
+    if len(labels) != len(steps):
+        raise ValueError(f"{where}: {len(steps)} steps but {len(labels)} '{target}' labels")
+    labels = [float(v) for v in labels]
+    return PRMExample(item["problem_id"], str(item.get("question", "")), item["prompt"], steps, labels, labels,
+                      bool(item.get("correct", False)), item.get("level"))
+
+
+def encode_examples(
+    tokenizer, examples: Sequence[PRMExample], fmt: PRMFormat, target: str, max_length: int | None = None
+) -> list[Encoded]:
+    """Each example encoded with its soft or hard step labels, cut to `max_length` tokens (steps read beyond it
+    are dropped, and so is an example left with none)."""
     out = []
     for e in examples:
         ids, positions = encode_steps(tokenizer, e.prompt, e.steps, fmt)
-        out.append(Encoded(ids, positions, e.soft if target == "soft" else e.hard, e.problem_id))
+        labels = e.soft if target == "soft" else e.hard
+        if max_length is not None:
+            kept = [i for i, p in enumerate(positions) if p < max_length]
+            ids, positions, labels = ids[:max_length], [positions[i] for i in kept], [labels[i] for i in kept]
+        if positions:
+            out.append(Encoded(ids, positions, labels, e.problem_id))
     return out
 
 
@@ -130,62 +138,117 @@ def resolve_device(device: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
+def build_model(cfg: PRMConfig) -> torch.nn.Module:
+    """The base with a one-logit token head (head mode) or as a causal LM (token mode), through the layer's LoRA
+    setup (PEFT keeps a token-classification head fully trained and saves it)."""
+    from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
+
+    if cfg.prm.mode == "token":
+        model, task_type = load_model(cfg, AutoModelForCausalLM), "CAUSAL_LM"
+    else:
+        model, task_type = load_model(cfg, AutoModelForTokenClassification, num_labels=1), "TOKEN_CLS"
+    model, lora = setup_lora(cfg, model, task_type)
+    if lora is not None:
+        from peft import get_peft_model
+
+        if cfg.prm.mode == "head":
+            lora.exclude_modules = ["score"]  # the head is trained whole, not adapted
+        model = get_peft_model(model, lora)
+    return model
+
+
+def train_prm_run(cfg: PRMConfig, progress: bool = True, on_step: OnStep | None = None) -> TrainResult:
+    """Train (or reuse) the PRM described by `cfg` and publish it at `cfg.output_dir`. `on_step(step, loss)` is
+    called after every optimizer step (numbered from 1) and its checkpoint."""
+    with session(cfg, progress):
+        examples = read_prm_examples(cfg)
+        records = [[e.problem_id, e.prompt, e.steps, e.soft] for e in examples]
+        device = resolve_device(cfg.prm.device)
+        cfg = cfg.model_copy(update={"prm": cfg.prm.model_copy(update={"device": device})})  # keyed as resolved
+        job = plan("prm", cfg, fingerprint(records), len(examples))
+        if done := job.finished():
+            return done
+        tokenizer = load_tokenizer(cfg)
+        fmt = cfg.prm.format()
+        good_bad = None
+        if fmt.mode == "token":
+            good_bad = (token_id(tokenizer, fmt.good_token), token_id(tokenizer, fmt.bad_token))
+        data = encode_examples(tokenizer, examples, fmt, cfg.prm.target, cfg.optim.max_length)
+        if not data:
+            raise ValueError("no PRM example has a step within optim.max_length tokens")
+        model = build_model(cfg).to(device)
+        pad = tokenizer.pad_token_id or 0
+
+        def loss_of(batch: list[Encoded]) -> torch.Tensor:
+            return batch_loss(model, batch, fmt, good_bad, cfg.prm.rank_weight, pad, device)
+
+        history, steps = train_loop(job, model, data, loss_of, device, progress, on_step)
+        finish(job, model.eval(), tokenizer, history, steps, {"prm": asdict(fmt)}, save=fmt.save)
+        return TrainResult(job.output, read_info(job.output) or {}, trained=True)
+
+
+class PRMTrainConfig(Section):
+    """How a pipeline trains a PRM from labelled examples (`train_prm`): the `prm` settings and a few of the
+    layer's, in the names the pipelines' configs use."""
+
+    mode: Literal["head", "token"] = Field("head", description="value head at step ends, or good/bad token logits")
+    target: Literal["soft", "hard"] = "soft"
+    rank_weight: float = Field(0.0, ge=0, description="weight of a pairwise ranking loss between steps")
+    step_separator: str = "\n"
+    epochs: float = Field(3.0, gt=0)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    budget_s: float | None = Field(None, gt=0, description="stop after this many seconds")
+    lora: bool = False
+    lora_r: int = Field(16, ge=1)
+    seed: int = 0
+
+
+@dataclass
+class PRMTrainResult:
+    path: Path
+    losses: list[float]
+    steps: int
+    seconds: float
+
+
+def prm_config(examples_file: Path, base: str | Path, output_dir: str | Path, cfg: PRMTrainConfig, device: str,
+               examples: int) -> PRMConfig:
+    """The layer's config for a pipeline's PRM: cosine schedule, warm-up capped at a tenth of the steps, LoRA
+    alpha 2r without dropout, no length cut, a loss logged every step."""
+    steps = max(1, math.ceil(cfg.epochs * examples / cfg.batch_size))
+    return PRMConfig.model_validate({
+        "model": {"path": str(base)},
+        "data": {"path": str(examples_file)},
+        "lora": {"enabled": cfg.lora, "r": cfg.lora_r, "alpha": 2.0 * cfg.lora_r, "dropout": 0.0},
+        "optim": {"learning_rate": cfg.lr, "weight_decay": cfg.weight_decay, "scheduler": "cosine",
+                  "warmup": min(cfg.warmup_steps, steps // 10), "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+                  "max_length": None, "seed": cfg.seed, "precision": "fp32"},
+        "log": {"logging_steps": 1},
+        "output_dir": str(output_dir),
+        "prm": PRMSettings(mode=cfg.mode, target=cfg.target, rank_weight=cfg.rank_weight,
+                           step_separator=cfg.step_separator, device=device, budget_s=cfg.budget_s).model_dump(),
+    })
+
+
 def train_prm(
     examples: Sequence[PRMExample],
     base_model: str | Path,
     output_dir: str | Path,
     cfg: PRMTrainConfig | None = None,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: OnStep | None = None,
     device: str = "auto",
 ) -> PRMTrainResult:
-    """Fine-tune `base_model` into a PRM on `examples` on `device` ("auto": CUDA when available) and save it
-    (merged, HF format, on the CPU) to `output_dir`."""
-    from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
-
-    cfg = cfg or PRMTrainConfig()
-    torch.manual_seed(cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
-    fmt = PRMFormat(mode=cfg.mode, step_separator=cfg.step_separator)
-    good_bad = (
-        (token_id(tokenizer, fmt.good_token), token_id(tokenizer, fmt.bad_token)) if cfg.mode == "token" else None
-    )
-    data = [e for e in encode_examples(tokenizer, examples, fmt, cfg.target) if e.positions]
-    device = resolve_device(device)
-    model = build_model(str(base_model), cfg).to(device).train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total = max(1, math.ceil(cfg.epochs * len(data) / cfg.batch_size))
-    schedule = get_cosine_schedule_with_warmup(optimizer, min(cfg.warmup_steps, total // 10), total)
-    rng = random.Random(cfg.seed)
-    pad = tokenizer.pad_token_id or 0
-    losses: list[float] = []
+    """Fine-tune `base_model` into a PRM on `examples` on `device` ("auto": CUDA when available) and publish it
+    (merged, HF format) at `output_dir`, through `train_prm_run`."""
     start = time.monotonic()
-    order: list[int] = []
-    for step in range(total):
-        if cfg.budget_s is not None and time.monotonic() - start > cfg.budget_s:
-            break
-        if len(order) < cfg.batch_size:
-            order += rng.sample(range(len(data)), len(data))
-        batch, order = [data[i] for i in order[: cfg.batch_size]], order[cfg.batch_size :]
-        loss = batch_loss(model, batch, fmt, good_bad, cfg.rank_weight, pad, device)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-        if on_step:
-            on_step(step, losses[-1])
-    return PRMTrainResult(save_prm(model, tokenizer, fmt, output_dir), losses, len(losses), time.monotonic() - start)
+    with tempfile.TemporaryDirectory() as folder:
+        data = save_examples(examples, Path(folder) / "prm.jsonl")
+        config = prm_config(data, base_model, output_dir, cfg or PRMTrainConfig(), device, len(examples))
+        result = train_prm_run(config, progress=False, on_step=on_step)
+    lines = (result.path / LOSS_FILE).read_text().splitlines()
+    losses = [json.loads(line)["loss"] for line in lines]
+    return PRMTrainResult(result.path, losses, result.info.get("steps", len(losses)), time.monotonic() - start)
 
-
-def save_prm(model, tokenizer, fmt: PRMFormat, output_dir: str | Path) -> Path:
-    """Save the (LoRA-merged) model, its tokenizer and the format a loader needs to score."""
-    path = Path(output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    model.eval().to("cpu").save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    fmt.save(path)
-    return path
