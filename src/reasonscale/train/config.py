@@ -147,7 +147,6 @@ class PRMSettings(Section):
     good_token: str = Field("+", description="token mode: the token whose logit means a good step")
     bad_token: str = Field("-", description="token mode: the token whose logit means a bad step")
     device: str = Field("auto", description="where the loop trains: auto (CUDA when available), cpu, cuda, cuda:1...")
-    budget_s: float | None = Field(None, gt=0, description="stop after this many seconds of training (then finish)")
 
     @model_validator(mode="after")
     def _format(self) -> PRMSettings:

@@ -200,7 +200,6 @@ class PRMTrainConfig(Section):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(20, ge=0)
-    budget_s: float | None = Field(None, gt=0, description="stop after this many seconds")
     lora: bool = False
     lora_r: int = Field(16, ge=1)
     seed: int = 0
@@ -229,7 +228,7 @@ def prm_config(examples_file: Path, base: str | Path, output_dir: str | Path, cf
         "log": {"logging_steps": 1},
         "output_dir": str(output_dir),
         "prm": PRMSettings(mode=cfg.mode, target=cfg.target, rank_weight=cfg.rank_weight,
-                           step_separator=cfg.step_separator, device=device, budget_s=cfg.budget_s).model_dump(),
+                           step_separator=cfg.step_separator, device=device).model_dump(),
     })
 
 

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import random
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,10 +48,9 @@ def train_loop(
     rng.setstate(state["rng"])
     order, history = state["order"], state["history"]
     autocast = torch.autocast(torch.device(device).type, torch.bfloat16, enabled=job.precision == "bf16")
-    budget, start = job.cfg.prm.budget_s, time.monotonic()
     model.train()
     step = state["step"]
-    while step < total and (budget is None or time.monotonic() - start < budget):
+    while step < total:
         step += 1
         loss_sum = 0.0
         for _ in range(o.grad_accum):
