@@ -3,10 +3,14 @@ cannot read as answers, documents, the strong model's pretraining (resumable, re
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import LlamaForCausalLM
 from typer.testing import CliRunner
 
 from reasonscale.cli import app
@@ -14,7 +18,9 @@ from reasonscale.config import TaskConfig, load_config
 from reasonscale.lab.families import FAMILIES, document, solve_as
 from reasonscale.lab.splits import held_out_questions, split_graphs
 from reasonscale.lab.tokenizer import build_char_tokenizer
-from reasonscale.lab.w2s_presets import StrongPreset, encode_documents, train_strong
+from reasonscale.lab import w2s_presets
+from reasonscale.lab.train import STATE_FILE, TrainingIncomplete
+from reasonscale.lab.w2s_presets import StrongPreset, encode_documents, strong_dir, train_strong
 from reasonscale.pipelines.lab_w2s import LabW2SConfig, w2s_config
 from reasonscale.tasks.lab import LabTask
 
@@ -59,15 +65,60 @@ def test_documents_train_on_solutions_and_their_ends_only() -> None:
     assert tokenizer.decode(batch["input_ids"][0]).startswith(tokenizer.bos_token + "a=1+2. Find a.\n")
 
 
-def test_strong_pretraining_runs_resumes_and_is_reused(tmp_path: Path) -> None:
-    preset = StrongPreset(hidden_size=16, layers=1, heads=2, mlp_size=32, steps=3, batch_size=2, doc_chars=200)
-    path = train_strong(preset, progress=False, run_dir=tmp_path / "strong")
-    state = (path / "trainer_state.json").read_text()
-    assert '"step": 3' in state
+TINY_STRONG = StrongPreset(hidden_size=16, layers=1, heads=2, mlp_size=32, steps=3, batch_size=2, doc_chars=200)
+
+
+def state_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / STATE_FILE).read_text())
+
+
+def test_strong_pretraining_records_its_steps_and_tokens_and_is_reused(tmp_path: Path) -> None:
+    path = train_strong(TINY_STRONG, progress=False, run_dir=tmp_path / "strong")
+    state = state_of(path)
+    assert (state["step"], state["max_steps"], state["complete"], state["position"]) == (3, 3, True, 6)
+    batches = [encode_documents(build_char_tokenizer(), TINY_STRONG.documents(p)) for p in (0, 2, 4)]
+    assert state["tokens"] == sum(int(b["attention_mask"].sum()) for b in batches) < state["padded_tokens"]
+    assert state["padded_tokens"] == sum(b["input_ids"].numel() for b in batches)
+    model = LlamaForCausalLM.from_pretrained(path)
+    assert state["parameters"] == model.num_parameters() and model.config.max_position_embeddings == 1024
     before = (path / "model.safetensors").stat().st_mtime_ns
-    assert train_strong(preset, progress=False, run_dir=path) == path
+    assert train_strong(TINY_STRONG, budget_s=0.0, progress=False, run_dir=path) == path  # complete: no budget
     assert (path / "model.safetensors").stat().st_mtime_ns == before  # finished: nothing trained again
-    assert StrongPreset(steps=4).fingerprint() != StrongPreset().fingerprint()
+
+
+class FakeClock:
+    """A perf_counter that advances one second per reading."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_budget_stopped_strong_run_is_incomplete_and_resumes_to_the_same_weights(tmp_path, monkeypatch) -> None:
+    preset = replace(TINY_STRONG, steps=4)
+    monkeypatch.setattr(w2s_presets.time, "perf_counter", FakeClock())
+    with pytest.raises(TrainingIncomplete, match=r"step 2 of 4") as stopped:
+        train_strong(preset, budget_s=2.0, progress=False, run_dir=tmp_path / "resumed")  # a step takes 1 "second"
+    assert state_of(stopped.value.run_dir)["complete"] is False
+    train_strong(preset, progress=False, run_dir=tmp_path / "resumed")
+    train_strong(preset, progress=False, run_dir=tmp_path / "straight")
+    resumed, straight = state_of(tmp_path / "resumed"), state_of(tmp_path / "straight")
+    for key in ("step", "position", "tokens", "padded_tokens", "losses", "parameters", "complete"):
+        assert resumed[key] == straight[key], key
+    a = LlamaForCausalLM.from_pretrained(tmp_path / "resumed").state_dict()
+    b = LlamaForCausalLM.from_pretrained(tmp_path / "straight").state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in b)
+
+
+def test_the_strong_fingerprint_covers_every_setting() -> None:
+    variants = [StrongPreset(), StrongPreset(steps=4), StrongPreset(max_positions=2048),
+                StrongPreset(families=("arrow", "values", "backward")), StrongPreset(levels=(5, 4, 3, 2, 1)),
+                StrongPreset(doc_chars=800), StrongPreset(warmup_steps=50), StrongPreset(seed=1)]
+    assert len({p.fingerprint() for p in variants}) == len(variants)
+    assert strong_dir(StrongPreset()).name == f"w2s-strong-{StrongPreset().fingerprint()}"
 
 
 def test_lab_config_maps_to_the_generic_run() -> None:
@@ -96,3 +147,5 @@ def test_w2s_cli_errors_name_the_place(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "stage2.tau" in result.output
     result = CliRunner().invoke(app, ["lab", "w2s", str(EXAMPLE), "--set", "levels=[1,6]"])
     assert result.exit_code == 2 and "levels" in result.output
+    result = CliRunner().invoke(app, ["lab", "w2s", str(EXAMPLE), "--set", "strong.families=[arrow,target]"])
+    assert result.exit_code == 2 and "strong.families" in result.output and "'target'" in result.output

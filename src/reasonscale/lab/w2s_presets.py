@@ -4,35 +4,52 @@ task families (`lab.families`), never on the target task's solutions.
 The weak model is an ordinary lab preset (trained on the target's gold solutions). The strong one learns the same
 computations written in other forms, several solved problems per document, so it has the skill (a gold-label
 fine-tune shows it: the ceiling) and can follow demonstrations, but does not write the target's form by itself.
-Training reuses the lab loop's pieces (optimizer, schedule, step, checkpoint); a run resumes and is reused when done.
+Its pretraining follows the lab presets' conventions and reuses `lab.train`'s pieces (state, schedule, optimizer,
+step, checkpoint): it is defined by its steps, a wall-time budget only caps one call (a run it stops is saved and
+`TrainingIncomplete` raised), a resumed run ends with the same weights, and `trainer_state.json` records the steps,
+tokens and parameters. Only the batches differ: documents instead of single problems.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
+from reasonscale.identity import digest
 from reasonscale.lab.families import FAMILIES, document
-from reasonscale.lab.model import FORMAT, TrainSpec
+from reasonscale.lab.model import ModelSpec, Preset, TrainSpec
 from reasonscale.lab.tokenizer import build_char_tokenizer
 from reasonscale.lab.train import (
     IGNORE_INDEX,
     NUM_THREADS,
-    OPTIMIZER_FILE,
     STATE_FILE,
-    TrainState,
+    TrainingIncomplete,
+    _report,
     _torch_threads,
     cache_root,
     learning_rate,
-    make_optimizer,
+    load_checkpoint,
     save_checkpoint,
     train_step,
 )
+
+
+@dataclass(frozen=True)
+class LongModelSpec(ModelSpec):
+    """A lab model with a longer context: documents and few-shot prompts are longer than single problems."""
+
+    max_positions: int = 1024
+
+    def build(self, tokenizer: PreTrainedTokenizerBase, seed: int) -> LlamaForCausalLM:
+        """As `ModelSpec.build` (same seed, same weights), with `max_positions` as the context length; rotary
+        positions have no weights, so the length is only the config's bound."""
+        model = super().build(tokenizer, seed)
+        model.config.max_position_embeddings = self.max_positions
+        return model
 
 
 @dataclass(frozen=True)
@@ -44,7 +61,7 @@ class StrongPreset:
     layers: int = 4
     heads: int = 4
     mlp_size: int = 512
-    max_positions: int = 1024  # documents and few-shot prompts are longer than the lab's single problems
+    max_positions: int = 1024
     steps: int = 3000
     batch_size: int = 8  # documents per step
     lr: float = 3e-3
@@ -54,24 +71,23 @@ class StrongPreset:
     doc_chars: int = 900
     seed: int = 0
 
-    def fingerprint(self) -> str:
-        settings = {**asdict(self), "format": FORMAT}
-        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-
-    def train_spec(self) -> TrainSpec:
+    def preset(self) -> Preset:
+        """The model and training settings as a lab `Preset` (what `lab.train` checkpoints and schedules)."""
+        model = LongModelSpec(self.hidden_size, self.layers, self.heads, self.mlp_size, self.max_positions)
         weights = {level: 1.0 for level in self.levels}
-        return TrainSpec(self.steps, self.batch_size, self.lr, weights, warmup_steps=self.warmup_steps, seed=self.seed)
+        spec = TrainSpec(self.steps, self.batch_size, self.lr, weights, warmup_steps=self.warmup_steps, seed=self.seed)
+        return Preset(self.name, model, spec)
 
-    def build(self, tokenizer: PreTrainedTokenizerBase) -> LlamaForCausalLM:
-        config = LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=self.hidden_size, intermediate_size=self.mlp_size,
-            num_hidden_layers=self.layers, num_attention_heads=self.heads, num_key_value_heads=self.heads,
-            max_position_embeddings=self.max_positions, tie_word_embeddings=True,
-            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        torch.manual_seed(self.seed)
-        return LlamaForCausalLM(config)
+    def fingerprint(self) -> str:
+        """A short hash of the preset's (model, every training setting, level specs, text format) and of what the
+        documents are drawn from (levels and families in order: the draws pick from them by index)."""
+        documents = {key: value for key, value in asdict(self).items() if key in ("levels", "families", "doc_chars")}
+        return digest({"preset": self.preset().fingerprint(), "documents": documents}, length=12)
+
+    def documents(self, position: int) -> list[list[tuple[str, str]]]:
+        """The batch of documents `position`, `position + 1`, ... (a pure function: a resumed run sees the same)."""
+        levels, families = list(self.levels), list(self.families)
+        return [document(position + i, levels, families, self.doc_chars, self.seed) for i in range(self.batch_size)]
 
 
 def encode_documents(tokenizer: PreTrainedTokenizerBase, docs: list[list[tuple[str, str]]]) -> dict[str, torch.Tensor]:
@@ -101,33 +117,45 @@ def strong_dir(preset: StrongPreset) -> Path:
     return cache_root() / "lab" / f"{preset.name}-{preset.fingerprint()}"
 
 
-def train_strong(preset: StrongPreset, progress: bool = True, run_dir: Path | None = None) -> Path:
-    """The pretrained strong model's directory, training (or resuming) it first if needed."""
-    run_dir = run_dir or strong_dir(preset)
-    spec, tokenizer = preset.train_spec(), build_char_tokenizer()
+def train_strong(
+    preset: StrongPreset, budget_s: float | None = None, progress: bool = True, run_dir: Path | None = None
+) -> Path:
+    """The fully pretrained strong model's directory (default: in the lab cache under the preset's fingerprint),
+    training or resuming it first if needed.
+
+    `budget_s` caps this call's training seconds (default: none); if it runs out first, the run is saved and
+    `TrainingIncomplete` is raised. A finished run is reused.
+    """
     with _torch_threads(NUM_THREADS):
-        if (run_dir / STATE_FILE).is_file():
-            model = LlamaForCausalLM.from_pretrained(run_dir, dtype=torch.float32)
-            optimizer = make_optimizer(model, spec)
-            optimizer.load_state_dict(torch.load(run_dir / OPTIMIZER_FILE, weights_only=True))
-            state = TrainState(**json.loads((run_dir / STATE_FILE).read_text()))
-        else:
-            model = preset.build(tokenizer)
-            optimizer, state = make_optimizer(model, spec), TrainState()
-        if state.step >= spec.max_steps:
-            return run_dir
-        model.train()
-        levels, families = list(preset.levels), list(preset.families)
-        while state.step < spec.max_steps:
-            docs = [document(state.position + i, levels, families, preset.doc_chars, preset.seed)
-                    for i in range(preset.batch_size)]
-            lr = learning_rate(spec, state.step, state.step / spec.max_steps)
-            loss = train_step(model, optimizer, encode_documents(tokenizer, docs), lr)
-            state.step, state.position = state.step + 1, state.position + preset.batch_size
-            state.losses.append(round(loss, 5))
-            if progress and state.step % max(1, spec.max_steps // 20) == 0:
-                print(f"[lab:{preset.name}] step {state.step}/{spec.max_steps} loss {loss:.4f}", flush=True)
-            if state.step % spec.checkpoint_every == 0:
-                save_checkpoint(run_dir, model, optimizer, tokenizer, state)
-        save_checkpoint(run_dir, model, optimizer, tokenizer, state)
+        return _train_strong(Path(run_dir or strong_dir(preset)), preset, budget_s, progress)
+
+
+def _train_strong(run_dir: Path, strong: StrongPreset, budget_s: float | None, progress: bool) -> Path:
+    preset = strong.preset()
+    spec, tokenizer = preset.train, build_char_tokenizer()
+    model, optimizer, state = load_checkpoint(run_dir, preset, tokenizer)
+    if state.complete and (run_dir / STATE_FILE).is_file():
+        return run_dir
+    report_every = max(1, spec.max_steps // 20)
+    spent = 0.0
+    model.train()
+    while not state.complete and (budget_s is None or spent < budget_s):
+        started = time.perf_counter()
+        batch = encode_documents(tokenizer, strong.documents(state.position))
+        loss = train_step(model, optimizer, batch, learning_rate(spec, state.step))
+        state.step, state.position = state.step + 1, state.position + spec.batch_size
+        state.tokens += int(batch["attention_mask"].sum())
+        state.padded_tokens += batch["input_ids"].numel()
+        took = time.perf_counter() - started
+        spent, state.elapsed_s = spent + took, state.elapsed_s + took
+        state.losses.append(round(loss, 5))
+        if progress and state.step % report_every == 0:
+            _report(preset.name, state, spent)
+        if state.step % spec.checkpoint_every == 0:
+            save_checkpoint(run_dir, model, optimizer, tokenizer, state)
+    save_checkpoint(run_dir, model, optimizer, tokenizer, state)
+    if progress and state.step % report_every:
+        _report(preset.name, state, spent)
+    if not state.complete:
+        raise TrainingIncomplete(run_dir, state.step, state.max_steps)
     return run_dir

@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from reasonscale.config import Section, load_config
+from reasonscale.lab.families import FAMILIES
 from reasonscale.pipelines.w2s import run_w2s
 from reasonscale.pipelines.w2s_config import (
     Baselines,
@@ -34,14 +35,23 @@ class StrongSettings(Section):
     steps: int = Field(3000, ge=1)
     batch_size: int = Field(8, ge=1)
     lr: float = Field(3e-3, gt=0)
-    families: list[str] = Field(default_factory=lambda: ["values", "arrow", "backward"], min_length=1)
+    families: list[str] = Field(default_factory=lambda: list(FAMILIES), min_length=1)
     doc_chars: int = Field(900, ge=100)
     seed: int = 0
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, families: list[str]) -> list[str]:
+        unknown = [family for family in families if family not in FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown lab family '{unknown[0]}': use some of {', '.join(FAMILIES)}")
+        return families
 
 
 class LabW2SConfig(Section):
     weak_preset: str = Field("weak", description="lab preset trained on the target's gold solutions")
-    weak_budget_s: float | None = Field(None, gt=0, description="wall-time cap of the weak preset's training")
+    weak_budget_s: float | None = Field(None, gt=0, description="wall-time cap of one call's weak preset training")
+    strong_budget_s: float | None = Field(None, gt=0, description="wall-time cap of one call's strong pretraining")
     strong: StrongSettings = Field(default_factory=StrongSettings)
     levels: list[Annotated[int, Field(ge=1, le=5)]] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=1)
     questions_per_level: int = Field(200, ge=1, description="unlabelled training questions per level")
@@ -71,19 +81,17 @@ def w2s_config(cfg: LabW2SConfig, weak: Path, strong: Path) -> W2SConfig:
 
 
 def run_lab_w2s(config_path: str | Path, overrides: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train (or reuse) both lab models, then run the whole weak-to-strong method; returns the summary."""
+    """Train (or reuse) both lab models, then run the whole weak-to-strong method; returns the summary.
+
+    A model that its budget stops before its last step is saved and raises `TrainingIncomplete`: run again."""
     from reasonscale.lab.train import train_preset
     from reasonscale.lab.w2s_presets import StrongPreset, train_strong
 
     cfg = load_config(config_path, overrides, model=LabW2SConfig)
-    s = cfg.strong
-    preset = StrongPreset(
-        hidden_size=s.hidden_size, layers=s.layers, heads=s.heads, mlp_size=s.mlp_size, steps=s.steps,
-        batch_size=s.batch_size, lr=s.lr, levels=tuple(cfg.levels), families=tuple(s.families),
-        doc_chars=s.doc_chars, seed=s.seed,
-    )
+    strong_settings = {**cfg.strong.model_dump(), "families": tuple(cfg.strong.families)}
+    preset = StrongPreset(**strong_settings, levels=tuple(cfg.levels))
     run_cfg = w2s_config(cfg, Path("weak"), Path("strong"))  # every setting checked before anything trains
     weak = train_preset(cfg.weak_preset, budget_s=cfg.weak_budget_s, progress=progress)
-    strong = train_strong(preset, progress=progress)
+    strong = train_strong(preset, budget_s=cfg.strong_budget_s, progress=progress)
     run_cfg = w2s_config(cfg, weak, strong)
     return run_w2s(run_cfg, progress=progress)
