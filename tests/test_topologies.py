@@ -12,7 +12,8 @@ from test_stepwise import ScriptEngine, TableVerifier, numeric_task
 from test_stepwise import make_search as make_script_search
 
 from reasonscale.config import LabTaskConfig, ModelConfig, RunConfig, SamplingConfig, StrategyConfig, TaskConfig
-from reasonscale.lab.generator import generate
+from reasonscale.lab.generator import LEVELS, generate
+from reasonscale.lab.graph import Graph
 from reasonscale.pipelines.evaluate import run_evaluation
 from reasonscale.search.stepwise import Beam, StepSearch
 from reasonscale.search.topologies.cot import CoT, CoTConfig
@@ -24,11 +25,21 @@ from reasonscale.types import Problem, SamplingParams, Usage
 from reasonscale.verifiers.oracle import OracleVerifier
 
 
-@pytest.fixture(scope="module")
-def lab():
-    task = LabTask(TaskConfig(name="lab", lab=LabTaskConfig(levels=[3, 4], per_level=10)))
+def lab_problems(levels: list[int], per_level: int):
+    task = LabTask(TaskConfig(name="lab", lab=LabTaskConfig(levels=levels, per_level=per_level)))
     problems = task.load()
     return task, problems, [task.format_prompt(p) for p in problems]
+
+
+@pytest.fixture(scope="module")
+def lab():
+    return lab_problems([3, 4], 10)
+
+
+@pytest.fixture(scope="module")
+def many():
+    """Enough problems that an accuracy gain is measured to about +-0.05 (a standard error)."""
+    return lab_problems([3, 4], 100)
 
 
 TOPOLOGIES = {
@@ -41,12 +52,12 @@ TOPOLOGIES = {
 
 
 @pytest.mark.parametrize("name", list(TOPOLOGIES))
-def test_oracle_guided_topology_beats_greedy(lab, name):
+def test_oracle_guided_topology_beats_greedy(many, name):
     engine = NoisyLabPolicy()
-    greedy = greedy_accuracy(lab, engine)
-    searched = accuracy(lab, TOPOLOGIES[name](make_search(lab, engine), 4))
+    greedy = greedy_accuracy(many, engine)
+    searched = accuracy(many, TOPOLOGIES[name](make_search(many, engine), 4))
     assert greedy < 0.5
-    assert searched >= greedy + 0.3
+    assert searched >= greedy + 0.15  # three standard errors of the gain on 200 problems
 
 
 @pytest.mark.parametrize("name", list(TOPOLOGIES))
@@ -112,36 +123,56 @@ def test_topologies_run_through_the_evaluation(tmp_path):
     assert {"cot@1", "cot@8", "tot[oracle,children=2,dfs]@2", "got[oracle]@2", "mcts[oracle]@4"} <= set(acc)
     cost = summary["cost_per_problem"]
     assert cost["cot@8"]["generated_tokens"] > 7 * cost["cot@1"]["generated_tokens"] > 0  # its own 8 chains
-    assert all(acc[k] > acc["greedy@1"] for k in acc if k.startswith(("tot", "got", "mcts")))
+    # at their full budget the tree and graph searches beat greedy; 4 simulations of mcts build a tree 4 steps
+    # deep at most, short of these solutions, so mcts is compared with greedy where it has 16 (above)
+    assert all(acc[k] > acc["greedy@1"] for k in acc if k.startswith(("tot", "got")) and k.endswith("@2"))
+    assert cost["mcts[oracle]@4"]["generated_tokens"] > 0
     assert summary["cost_per_problem"]["got[oracle]@2"]["generated_tokens"] > 0
 
 
+# three branches (d; a; b -> g), combined by h = a - g and i = d // h; c, e and f (which extends b) are distractors
+WIDE = "a=37-15, b=22-14, c=5+10, d=7+40, e=13+31, f=b-4, g=b//6, h=a-g, i=d//h. Find i."
+
+
 def test_got_splits_a_wide_question_into_its_branches():
-    graph = generate(5, "x")  # h = d // g, g = a - f, f = c // 6
-    question = graph.question
-    assert question == "a=37-15, b=13+31, c=22-14, d=7+40, e=5+10, f=c//6, g=a-f, h=d//g. Find h."
-    definitions = question.removesuffix(" Find h.")
-    assert sub_questions(question, 1) == [f"{definitions} Find d.", f"{definitions} Find g."]
-    assert sub_questions(question, 2) == [f"{definitions} Find {x}." for x in "daf"]
-    assert sub_questions(question, 1, prune=True) == ["d=7+40. Find d.", "a=37-15, c=22-14, f=c//6, g=a-f. Find g."]
-    assert sub_questions(question, 2, prune=True) == ["d=7+40. Find d.", "a=37-15. Find a.", "c=22-14, f=c//6. Find f."]
+    definitions = WIDE.removesuffix(" Find i.")
+    assert sub_questions(WIDE, 1) == [f"{definitions} Find d.", f"{definitions} Find h."]
+    assert sub_questions(WIDE, 2) == [f"{definitions} Find {x}." for x in "dag"]
+    assert sub_questions(WIDE, 1, prune=True) == ["d=7+40. Find d.", "a=37-15, b=22-14, g=b//6, h=a-g. Find h."]
+    assert sub_questions(WIDE, 2, prune=True) == ["d=7+40. Find d.", "a=37-15. Find a.", "b=22-14, g=b//6. Find g."]
     assert sub_questions(generate(1, "x").question, 3) == [] and sub_questions("How many apples?", 1) == []
 
 
+@pytest.mark.parametrize("level", [3, 4, 5])
+def test_got_branches_of_generated_problems_solve_the_problem_together(level):
+    """Whatever the generator's distractors and definition order: the pruned sub-questions ask for independent
+    branches, and their merged solutions are the problem's solution up to the combining steps."""
+    for i in range(50):
+        graph = generate(level, f"got/{i}")
+        for depth in (1, 2):
+            parts = [Graph.from_question(q) for q in sub_questions(graph.question, depth, prune=True)]
+            assert len(parts) == min(LEVELS[level].branches, 2**depth)
+            needed = [set(p.needed) for p in parts]
+            assert all(not (a & b) for j, a in enumerate(needed) for b in needed[j + 1 :])
+            merged = merge_steps([p.solution_steps[:-1] for p in parts], graph.question)
+            assert merged == [s for s in graph.solution_steps if s in merged]  # in the problem's order
+            combining = [s for s in graph.solution_steps[:-1] if s not in merged]
+            assert 1 <= len(combining) <= depth
+
+
 def test_got_aggregation_merges_exactly_the_verified_steps_of_its_neighbours():
-    graph = generate(5, "x")
     task = LabTask(TaskConfig(name="lab", lab=LabTaskConfig(levels=[5], per_level=1)))
-    problem = Problem("p", graph.question, str(graph.answer), 5)
-    search = StepSearch(task, NoisyLabPolicy(), OracleVerifier(), [problem], [graph.question + "\n"], SamplingParams())
-    written = {  # sub-goal -> (solution, step scores): f's solution goes wrong at its second step
+    problem = Problem("p", WIDE, "2", 5)
+    search = StepSearch(task, NoisyLabPolicy(), OracleVerifier(), [problem], [WIDE + "\n"], SamplingParams())
+    written = {  # sub-goal -> (solution, step scores): g's solution goes wrong at its second step
         "d": ("d=7+40=47\nanswer=47", [1.0, 1.0]),
         "a": ("a=37-15=22\nanswer=22", [1.0, 1.0]),
-        "f": ("c=22-14=8\nf=c//6=8//6=2\nanswer=2", [1.0, 0.0, 0.0]),
+        "g": ("b=22-14=8\ng=b//6=8//6=2\nanswer=2", [1.0, 0.0, 0.0]),
     }
     for neighbours, expected in [
-        (3, ["a=37-15=22\nc=22-14=8\nd=7+40=47\n"]),
-        (2, ["a=37-15=22\nd=7+40=47\n", "c=22-14=8\n"]),
-        (1, ["d=7+40=47\n", "a=37-15=22\n", "c=22-14=8\n"]),
+        (3, ["a=37-15=22\nb=22-14=8\nd=7+40=47\n"]),
+        (2, ["a=37-15=22\nd=7+40=47\n", "b=22-14=8\n"]),
+        (1, ["d=7+40=47\n", "a=37-15=22\n", "b=22-14=8\n"]),
     ]:
         controller = Controller(search, GoTConfig(name="got", verifier="oracle", depth=2, neighbours=neighbours))
         thoughts = controller.split(controller.roots(), 1)
@@ -246,9 +277,8 @@ def test_the_policy_values_states_itself_through_a_value_prompt_file(tmp_path, t
 
 
 def test_got_splitting_the_branches_beats_got_without_on_wide_problems():
-    task = LabTask(TaskConfig(name="lab", lab=LabTaskConfig(levels=[5], per_level=20)))
-    problems = task.load()
-    wide = (task, problems, [task.format_prompt(p) for p in problems])
+    wide = lab_problems([5], 100)  # the gains below are measured to about +-0.05 (a standard error)
+    problems = wide[1]
     assert all(len(sub_questions(p.question, 2)) == 3 for p in problems)  # three branches each
 
     def got(depth: int) -> float:
@@ -256,4 +286,4 @@ def test_got_splitting_the_branches_beats_got_without_on_wide_problems():
         return accuracy(wide, Controller(make_search(wide, NoisyLabPolicy()), config).run(2))
 
     greedy = greedy_accuracy(wide, NoisyLabPolicy())
-    assert got(1) >= got(0) + 0.25 and got(1) >= greedy + 0.3
+    assert got(1) >= got(0) + 0.1 and got(1) >= greedy + 0.3
