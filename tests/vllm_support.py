@@ -36,15 +36,14 @@ MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "to
 
 def vllm_lab_model(directory: Path) -> Path:
     """A small lab model (fp32, 2 layers, 128 wide, 2 heads of 64) trained for 100 steps (kept in the lab cache),
-    its model and tokenizer files copied to `directory` (identity.directory_identity currently skips every file
-    whose absolute path has a '.cache' folder, so a model inside ~/.cache has no identity)."""
+    its model and tokenizer files copied to `directory`."""
     from reasonscale.lab.model import MIX, ModelSpec, Preset, TrainSpec
     from reasonscale.lab.train import preset_dir, train
 
     preset = Preset(
         "vllm-test",
         ModelSpec(hidden_size=128, layers=2, heads=2, mlp_size=256),
-        TrainSpec(max_steps=100, batch_size=16, lr=5e-3, level_weights=MIX, warmup_steps=20, budget_s=600),
+        TrainSpec(max_steps=100, batch_size=16, lr=5e-3, level_weights=MIX, warmup_steps=20),
     )
     trained = train(preset_dir(preset), preset, progress=False)
     directory.mkdir(parents=True, exist_ok=True)
