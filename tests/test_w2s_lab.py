@@ -18,7 +18,7 @@ from reasonscale.config import TaskConfig, load_config
 from reasonscale.lab.families import FAMILIES, document, solve_as
 from reasonscale.lab.splits import held_out_questions, split_graphs
 from reasonscale.lab.tokenizer import build_char_tokenizer
-from reasonscale.lab import w2s_presets
+from reasonscale.lab import train as lab_train
 from reasonscale.lab.train import STATE_FILE, TrainingIncomplete
 from reasonscale.lab.w2s_presets import StrongPreset, encode_documents, strong_dir, train_strong
 from reasonscale.pipelines.lab_w2s import LabW2SConfig, w2s_config
@@ -99,7 +99,7 @@ class FakeClock:
 
 def test_a_budget_stopped_strong_run_is_incomplete_and_resumes_to_the_same_weights(tmp_path, monkeypatch) -> None:
     preset = replace(TINY_STRONG, steps=4)
-    monkeypatch.setattr(w2s_presets.time, "perf_counter", FakeClock())
+    monkeypatch.setattr(lab_train.time, "perf_counter", FakeClock())
     with pytest.raises(TrainingIncomplete, match=r"step 2 of 4") as stopped:
         train_strong(preset, budget_s=2.0, progress=False, run_dir=tmp_path / "resumed")  # a step takes 1 "second"
     assert state_of(stopped.value.run_dir)["complete"] is False

@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -122,32 +122,53 @@ def make_optimizer(model: torch.nn.Module, spec: TrainSpec) -> torch.optim.AdamW
     return torch.optim.AdamW(groups, lr=spec.lr, betas=(0.9, 0.99))
 
 
-def train(run_dir: str | Path, preset: Preset, budget_s: float | None = None, progress: bool = True) -> Path:
+# The next training batch from a stream position, and the position after it (the position is checkpointed).
+NextBatch = Callable[[PreTrainedTokenizerBase, int], tuple[dict[str, torch.Tensor], int]]
+
+
+def problem_batches(spec: TrainSpec) -> NextBatch:
+    """Batches of solved problems from the preset's training stream (`TrainStream`), resumable at any position."""
+    stream: TrainStream | None = None
+
+    def next_batch(tokenizer: PreTrainedTokenizerBase, position: int) -> tuple[dict[str, torch.Tensor], int]:
+        nonlocal stream
+        if stream is None or stream.position != position:
+            stream = TrainStream(spec.level_weights, spec.batch_size, spec.seed, position)
+        return encode_batch(tokenizer, next(stream)), stream.position
+
+    return next_batch
+
+
+def train(
+    run_dir: str | Path,
+    preset: Preset,
+    budget_s: float | None = None,
+    progress: bool = True,
+    next_batch: NextBatch | None = None,
+) -> Path:
     """Train `preset` in `run_dir` to its last step and return `run_dir`.
 
     `budget_s` caps the training seconds of this call; when it runs out first, the checkpoint is saved and
-    `TrainingIncomplete` raised.
+    `TrainingIncomplete` raised. `next_batch` gives the data (default: the preset's stream of solved problems).
     """
     with _torch_threads(NUM_THREADS):
-        return _train(Path(run_dir), preset, budget_s, progress)
+        return _train(Path(run_dir), preset, budget_s, progress, next_batch or problem_batches(preset.train))
 
 
-def _train(run_dir: Path, preset: Preset, budget_s: float | None, progress: bool) -> Path:
+def _train(run_dir: Path, preset: Preset, budget_s: float | None, progress: bool, next_batch: NextBatch) -> Path:
     spec = preset.train
     tokenizer = build_char_tokenizer()
     model, optimizer, state = load_checkpoint(run_dir, preset, tokenizer)
     if state.complete and (run_dir / STATE_FILE).is_file():
         return run_dir
-    stream = TrainStream(spec.level_weights, spec.batch_size, spec.seed, state.position)
     report_every = max(1, spec.max_steps // 20)
     spent = 0.0
     model.train()
     while not state.complete and (budget_s is None or spent < budget_s):
         started = time.perf_counter()
-        lr = learning_rate(spec, state.step)
-        batch = encode_batch(tokenizer, next(stream))
-        loss = train_step(model, optimizer, batch, lr)
-        state.step, state.position = state.step + 1, stream.position
+        batch, position = next_batch(tokenizer, state.position)
+        loss = train_step(model, optimizer, batch, learning_rate(spec, state.step))
+        state.step, state.position = state.step + 1, position
         state.tokens += int(batch["attention_mask"].sum())
         state.padded_tokens += batch["input_ids"].numel()
         took = time.perf_counter() - started

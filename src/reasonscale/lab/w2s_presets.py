@@ -12,7 +12,6 @@ tokens and parameters. Only the batches differ: documents instead of single prob
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,20 +21,7 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 from reasonscale.identity import digest
 from reasonscale.lab.families import FAMILIES, document
 from reasonscale.lab.model import ModelSpec, Preset, TrainSpec
-from reasonscale.lab.tokenizer import build_char_tokenizer
-from reasonscale.lab.train import (
-    IGNORE_INDEX,
-    NUM_THREADS,
-    STATE_FILE,
-    TrainingIncomplete,
-    _report,
-    _torch_threads,
-    cache_root,
-    learning_rate,
-    load_checkpoint,
-    save_checkpoint,
-    train_step,
-)
+from reasonscale.lab.train import IGNORE_INDEX, NextBatch, cache_root, train
 
 
 @dataclass(frozen=True)
@@ -126,36 +112,11 @@ def train_strong(
     `budget_s` caps this call's training seconds (default: none); if it runs out first, the run is saved and
     `TrainingIncomplete` is raised. A finished run is reused.
     """
-    with _torch_threads(NUM_THREADS):
-        return _train_strong(Path(run_dir or strong_dir(preset)), preset, budget_s, progress)
+    run_dir = Path(run_dir or strong_dir(preset))
+    return train(run_dir, preset.preset(), budget_s, progress, next_batch=_document_batches(preset))
 
 
-def _train_strong(run_dir: Path, strong: StrongPreset, budget_s: float | None, progress: bool) -> Path:
-    preset = strong.preset()
-    spec, tokenizer = preset.train, build_char_tokenizer()
-    model, optimizer, state = load_checkpoint(run_dir, preset, tokenizer)
-    if state.complete and (run_dir / STATE_FILE).is_file():
-        return run_dir
-    report_every = max(1, spec.max_steps // 20)
-    spent = 0.0
-    model.train()
-    while not state.complete and (budget_s is None or spent < budget_s):
-        started = time.perf_counter()
-        batch = encode_documents(tokenizer, strong.documents(state.position))
-        loss = train_step(model, optimizer, batch, learning_rate(spec, state.step))
-        state.step, state.position = state.step + 1, state.position + spec.batch_size
-        state.tokens += int(batch["attention_mask"].sum())
-        state.padded_tokens += batch["input_ids"].numel()
-        took = time.perf_counter() - started
-        spent, state.elapsed_s = spent + took, state.elapsed_s + took
-        state.losses.append(round(loss, 5))
-        if progress and state.step % report_every == 0:
-            _report(preset.name, state, spent)
-        if state.step % spec.checkpoint_every == 0:
-            save_checkpoint(run_dir, model, optimizer, tokenizer, state)
-    save_checkpoint(run_dir, model, optimizer, tokenizer, state)
-    if progress and state.step % report_every:
-        _report(preset.name, state, spent)
-    if not state.complete:
-        raise TrainingIncomplete(run_dir, state.step, state.max_steps)
-    return run_dir
+def _document_batches(strong: StrongPreset) -> NextBatch:
+    """Batches of pretraining documents; the position counts documents read."""
+    size = strong.preset().train.batch_size
+    return lambda tokenizer, position: (encode_documents(tokenizer, strong.documents(position)), position + size)
