@@ -1,0 +1,5 @@
+"""`python -m reasonscale.cli`."""
+
+from reasonscale.cli import main
+
+main()
