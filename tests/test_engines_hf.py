@@ -12,7 +12,8 @@ from reasonscale.config import ModelConfig
 from reasonscale.engines import build_engine
 from reasonscale.engines.base import Engine, SampleRequest, cut_at_stop
 from reasonscale.engines.cached import CachedEngine
-from reasonscale.engines.hf import HFEngine, PrefixCache, counter_uniform
+from reasonscale.engines.hf import HFEngine, counter_uniform
+from reasonscale.engines.prefix_cache import PrefixCache
 from reasonscale.store import Store
 from reasonscale.types import Completion, SamplingParams
 
