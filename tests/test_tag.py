@@ -46,6 +46,7 @@ def test_topo_labels_win_rates_with_ties_and_segments():
     assert cot["win_rate"] == pytest.approx((1 + 0.5 + 0.5) / 3) and tot["win_rate"] == pytest.approx(1 / 3)
     assert (cot["sole_wins"], tot["sole_wins"]) == (1, 0)
     assert cot["accuracy"] == pytest.approx(0.5) and tot["accuracy"] == pytest.approx(1 / 3)
+    assert cot["accuracy_se"] == pytest.approx(0.5 / 3**0.5)  # topo labels 1, 0.5, 0: sd 0.5 over 3 questions
     assert cot["generated_tokens"] == 10 and tot["generated_tokens"] == 20
     assert summary["segments"] == {"easy": 0, "medium": 2, "hard": 1}
     assert summary["segments_by_level"] == {"1": {"easy": 0, "medium": 1, "hard": 0},
@@ -160,3 +161,16 @@ def test_a_grid_expands_every_topology_that_has_the_setting(tmp_path):
     assert len(cfg.response_run(0).strategies) == 9
     with pytest.raises(ValueError, match="grid.childen"):
         AnnotateConfig.model_validate({**lab_config(tmp_path).model_dump(), "grid": {"childen": [2]}})
+
+
+def test_a_topology_with_budgets_gives_one_variant_per_budget(tmp_path):
+    cfg = lab_config(tmp_path).model_copy(
+        update={"topologies": [AnnotateConfig.model_validate(
+            {**lab_config(tmp_path).model_dump(), "topologies": [{"name": "cot", "budgets": [1, 4]}]}
+        ).topologies[0], lab_config(tmp_path).topologies[1]], "responses": 1}
+    )  # fmt: skip
+    run_annotation(cfg, show_progress=False, engine_factory=lambda c: NoisyLabPolicy())
+    rows = [json.loads(line) for line in (tmp_path / "tag" / "annotations.jsonl").read_text().splitlines()]
+    assert {r["variant"] for r in rows} == {"cot@1", "cot@4", "tot[oracle]"}
+    tokens = {v: sum(r["usage"]["generated_tokens"] for r in rows if r["variant"] == v) for v in ("cot@1", "cot@4")}
+    assert tokens["cot@4"] > 2 * tokens["cot@1"] > 0  # four chains voting, charged as four

@@ -10,11 +10,12 @@ fraction of the question x variant's responses that are right, SOLAR eq. 2) and 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from statistics import mean
+from statistics import mean, stdev
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -90,6 +91,7 @@ def summarize_tag(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "topology": mine[0]["topology"],
             "settings": json.loads(mine[0]["settings"]),
             "accuracy": mean(r["hard_label"] for r in mine),
+            "accuracy_se": standard_error([scores[v] for scores in labels.values() if v in scores]),
             "accuracy_by_level": _by(mine, "level"),
             "accuracy_by_segment": _by(mine, "segment"),
             "win_rate": rates[v],
@@ -111,7 +113,13 @@ def summarize_tag(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "best_single": {"variant": best, "accuracy": per_variant[best]["accuracy"]},
         "oracle_topology_accuracy": oracle,
         "headroom": oracle - per_variant[best]["accuracy"],
+        "headroom_se": standard_error([max(s.values()) - s.get(best, 0.0) for s in labels.values()]),
     }
+
+
+def standard_error(values: Sequence[float]) -> float:
+    """The standard error of the mean of per-question values (questions are the sampling unit)."""
+    return stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
 
 
 def _by(rows: Sequence[dict[str, Any]], key: str) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """`reasonscale annotate`: TAG (SOLAR) over any model and task. Every question is answered `responses` times by
 every configured topology (each variant of depth, children or neighbours is an entry of its own, or comes from
-`grid`; each runs at its budget `n`); response i is an ordinary evaluation run with sampling seed `seed + i`, stored and resumed through
+`grid`; each runs at its budget `n`, or at each of its `budgets`, one variant per budget); response i is an ordinary evaluation run with sampling seed `seed + i`, stored and resumed through
 the run store like any other. The responses are then labelled, ranked and segmented (`reasonscale.data.tag`).
 
 Writes `annotations.jsonl` (one row per response), `dataset/` (the same rows as a `datasets` dataset, via
@@ -33,6 +33,7 @@ from reasonscale.engines import Engine, build_engine, engine_identity
 from reasonscale.engines.cached import CachedEngine
 from reasonscale.pipelines.evaluate import Evaluator, run_key
 from reasonscale.progress import Progress
+from reasonscale.search.strategy import labels
 from reasonscale.runlock import run_lock
 from reasonscale.store import Store
 from reasonscale.summary import COST_FIELDS
@@ -89,7 +90,7 @@ class AnnotateConfig(Section):
             model=self.model or ModelConfig(path=f"lab-preset:{self.policy}"),
             task=self.task,
             sampling=self.sampling.model_copy(update={"seed": self.sampling.seed + index}),
-            strategies=[t.model_copy(update={"budgets": [t.n]}) for t in self.variants()],
+            strategies=[t.model_copy(update={"budgets": t.budgets or [t.n]}) for t in self.variants()],
             output_dir=self.output_dir,
             cache_path=self.cache_path,
         )
@@ -124,7 +125,9 @@ def run_annotation(
             _respond(runs, keys, todo, problems, task, verifiers, inner, store, show_progress, chunk_size)
         elif inner is not None:
             inner.close()
-        rows = annotate(_rows([store.get_results(k) for k in keys], problems), cfg.segments)
+        strategies = runs[0].strategies
+        multi = {lab for s, lab in zip(strategies, labels(strategies)) if len(s.budgets) > 1}
+        rows = annotate(_rows([store.get_results(k) for k in keys], problems, multi), cfg.segments)
         store.close()
     summary = {"tag": summarize_tag(rows), "config": cfg.model_dump(mode="json")}
     write_jsonl(rows, out_dir / "annotations.jsonl")
@@ -142,9 +145,9 @@ def tag_report(tag: dict[str, Any]) -> str:
     lines = [f"# TAG: {tag['questions']} questions", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, v in tag["variants"].items():
         by_level = [f"{v['accuracy_by_level'].get(lvl, float('nan')):.3f}" for lvl in levels]
-        cells = [label, f"{v['accuracy']:.3f}", *by_level, f"{v['win_rate']:.3f}", str(v["sole_wins"])]
+        cells = [label, f"{v['accuracy']:.3f} ± {v['accuracy_se']:.3f}", *by_level, f"{v['win_rate']:.3f}", str(v["sole_wins"])]
         lines.append("| " + " | ".join([*cells, f"{v['generated_tokens']:.0f}", f"{v['flops']:.3g}"]) + " |")
-    lines += ["", "Tokens and FLOPs: mean per response. Segments per level:", "", "| level | easy | medium | hard |"]
+    lines += ["", "± one standard error over questions. Tokens and FLOPs: mean per response. Segments per level:", "", "| level | easy | medium | hard |"]
     lines.append("|---|---|---|---|")
     for level, counts in sorted(tag["segments_by_level"].items()):
         lines.append(f"| {level} | {counts['easy']} | {counts['medium']} | {counts['hard']} |")
@@ -152,7 +155,7 @@ def tag_report(tag: dict[str, Any]) -> str:
     lines += [
         "",
         f"Best topology per question (oracle router): {tag['oracle_topology_accuracy']:.3f}; best single topology "
-        f"({best['variant']}): {best['accuracy']:.3f}; headroom {tag['headroom']:.3f}.",
+        f"({best['variant']}): {best['accuracy']:.3f}; headroom {tag['headroom']:.3f} ± {tag['headroom_se']:.3f}.",
         "",
     ]
     return "\n".join(lines)
@@ -179,8 +182,9 @@ def _respond(runs, keys, todo, problems, task, verifiers, inner, store, show_pro
     inner.close()
 
 
-def _rows(results: list[dict[str, dict]], problems: list[Problem]) -> list[dict[str, Any]]:
-    """One row per question x variant x response, from the stored evaluation records."""
+def _rows(results: list[dict[str, dict]], problems: list[Problem], multi_budget: set[str]) -> list[dict[str, Any]]:
+    """One row per question x variant x response, from the stored evaluation records; a strategy reported at
+    several budgets gives one variant per budget (`cot@4`)."""
     rows = []
     for problem in problems:
         for index, by_id in enumerate(results):
@@ -192,7 +196,7 @@ def _rows(results: list[dict[str, dict]], problems: list[Problem]) -> list[dict[
                         "level": problem.level,
                         "reference": problem.answer,
                         "topology": outcome["strategy"],
-                        "variant": outcome["label"],
+                        "variant": _variant(outcome, multi_budget),
                         "settings": json.dumps(outcome["settings"], sort_keys=True),
                         "response": index,
                         "text": outcome["text"],
@@ -202,3 +206,8 @@ def _rows(results: list[dict[str, dict]], problems: list[Problem]) -> list[dict[
                     }
                 )
     return rows
+
+
+def _variant(outcome: dict[str, Any], multi_budget: set[str]) -> str:
+    label = outcome["label"]
+    return f"{label}@{outcome['budget']}" if label in multi_budget else label
