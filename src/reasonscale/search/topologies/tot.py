@@ -40,7 +40,7 @@ class ToTConfig(TopologyConfig):
                 raise ValueError("tot: votes and vote_prompt need evaluator: vote")
             return VerifiedStrategyConfig._needs_verifier(self)  # type: ignore[return-value]
         if self.verifier is not None:
-            raise ValueError(f"tot: evaluator: vote values states by the policy's votes; drop verifier '{self.verifier}'")
+            raise ValueError(f"tot: evaluator: vote values states by the policy's votes, not by '{self.verifier}'")
         self.vote_prompt = prompt_entry(self.vote_prompt or "vote", VOTE_KEYS, "tot.vote_prompt")
         return self
 
