@@ -236,6 +236,8 @@ def test_identity_follows_the_prompt_text_and_is_unchanged_without_prompts(tmp_p
     plain = {"tot": StrategyConfig(name="tot", verifier="oracle"), "got": StrategyConfig(name="got", verifier="oracle")}
     assert not {"evaluator", "votes", "vote_prompt"} & set(plain["tot"].settings())  # stored results stay valid
     assert not {"split_prompt", "merge_prompt"} & set(plain["got"].settings())
+    for config in [other, got, *plain.values()]:  # a strategy is rebuilt from its settings (scaling, policies)
+        assert StrategyConfig(name=config.name, **config.settings()) == config
     with pytest.raises(ValueError, match="need evaluator: vote"):
         StrategyConfig(name="tot", verifier="oracle", votes=3)
     with pytest.raises(ValueError, match="not by 'oracle'"):

@@ -166,10 +166,11 @@ class Controller:
         return spaces
 
     def split(self, thoughts: list[Thought], _: int) -> list[Thought]:
-        questions = self.asked(thoughts) if self.config.split_prompt else [
-            sub_questions(self.main.problems[t.beam.problem].question, self.config.depth, self.config.prune)
-            for t in thoughts
-        ]  # fmt: skip
+        if self.config.split_prompt is not None:
+            questions = self.asked(thoughts)
+        else:
+            asked = [self.main.problems[t.beam.problem].question for t in thoughts]
+            questions = [sub_questions(q, self.config.depth, self.config.prune) for q in asked]
         problems, prompts, owners, out = [], [], [], []
         for thought, mine in zip(thoughts, questions):
             if not mine:
