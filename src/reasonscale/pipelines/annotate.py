@@ -25,13 +25,12 @@ from reasonscale.config import (
     Section,
     StrategyConfig,
     TaskConfig,
-    VerifiedStrategyConfig,
     _as_section,
 )
 from reasonscale.data.tag import SegmentConfig, annotate, save_dataset, summarize_tag, write_jsonl
 from reasonscale.engines import Engine, build_engine, engine_identity
 from reasonscale.engines.cached import CachedEngine
-from reasonscale.pipelines.evaluate import Evaluator, run_key
+from reasonscale.pipelines.evaluate import Evaluator, run_key, uses_verifier
 from reasonscale.progress import Progress
 from reasonscale.search.strategy import labels
 from reasonscale.runlock import run_lock
@@ -112,7 +111,7 @@ def run_annotation(
     task = build_task(cfg.task)
     problems = task.load()
     runs = [cfg.response_run(i) for i in range(cfg.responses)]
-    specs = {s.verifier_key(): s for s in runs[0].strategies if isinstance(s, VerifiedStrategyConfig)}
+    specs = {s.verifier_key(): s for s in runs[0].strategies if uses_verifier(s)}
     verifiers = {key: build_verifier(s.verifier, task, s.verifier_path, s.verifier_options) for key, s in specs.items()}
     inner = engine_factory(runs[0]) if engine_factory else None
     policy = inner.model_id if inner else engine_identity(cfg.response_run(0).model)

@@ -13,6 +13,7 @@ from reasonscale.search.dvts import dvts
 from reasonscale.search.lookahead import lookahead_search
 from reasonscale.search.stepwise import SearchResult, StepSearch
 from reasonscale.search.strategy import Chunk, Outcome, Strategy, register
+from reasonscale.verifiers.base import Verifier
 
 
 class StepStrategy(Strategy):
@@ -24,7 +25,7 @@ class StepStrategy(Strategy):
         search = StepSearch(
             chunk.task,
             chunk.engine,
-            chunk.verifier(self.config),
+            self.scorer(chunk),
             chunk.problems,
             chunk.prompts,
             chunk.sampling(),
@@ -34,9 +35,13 @@ class StepStrategy(Strategy):
         results = self.search(search, n)
         correct = chunk.task.grade(chunk.problems, [r.answer for r in results])
         return [
-            Outcome(r.answer, float(ok), r.usage, None if r.chosen is None else r.candidates[r.chosen].text)
+            Outcome(r.answer, float(ok), r.usage, None if r.chosen is None else r.candidates[r.chosen].text, r.details)
             for r, ok in zip(results, correct)
         ]
+
+    def scorer(self, chunk: Chunk) -> Verifier:
+        """What values the search's states: the configured verifier."""
+        return chunk.verifier(self.config)
 
     @abstractmethod
     def search(self, search: StepSearch, n: int) -> list[SearchResult]:

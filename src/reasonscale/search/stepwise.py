@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from reasonscale.engines.base import Engine, SampleRequest, cut_at_stop
 from reasonscale.search.selection import weighted_vote
@@ -45,6 +46,7 @@ class SearchResult:
     candidates: list[Candidate]
     chosen: int | None
     usage: Usage
+    details: dict[str, Any] | None = None  # anything a strategy reports of its search (kept in the outcome)
 
     @property
     def answer(self) -> str | None:

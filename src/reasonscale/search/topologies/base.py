@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from reasonscale.config import VerifiedStrategyConfig
+from reasonscale.identity import digest
 from reasonscale.prompts import load_prompt
 from reasonscale.search.step_strategies import StepStrategy
 
@@ -16,6 +17,9 @@ class TopologyConfig(VerifiedStrategyConfig):
     end of their solution unpruned), `children` is the branching (continuations proposed per state)."""
 
     SHORT: ClassVar[dict[str, str]] = {**VerifiedStrategyConfig.SHORT, "step_max_tokens": "step_tokens"}
+    # fields added after results were stored: left out of the identity while all are at their defaults (the
+    # feature unused, so nothing changes), so those results stay valid
+    ADDED: ClassVar[frozenset[str]] = frozenset()
 
     depth: int = Field(12, ge=1, description="steps searched before a state is run to its end without pruning")
     children: int = Field(2, ge=1, description="continuations proposed per expanded state (branching)")
@@ -40,6 +44,16 @@ class TopologyConfig(VerifiedStrategyConfig):
         if self.value_prompt and self.verifier not in ("prm", "orm"):
             raise ValueError(f"value_prompt needs verifier: prm (the policy as verifier_path), not '{self.verifier}'")
         return self
+
+    def settings(self) -> dict[str, Any]:
+        data = super().settings()
+        if all(data[k] == type(self).model_fields[k].default for k in self.ADDED):
+            return {k: v for k, v in data.items() if k not in self.ADDED}
+        return data
+
+    def short(self, field: str, value: Any) -> str:
+        """A prompt reads as a hash of its text in a label."""
+        return f"{field}={digest(value, 6)}" if field.endswith("_prompt") else super().short(field, value)
 
 
 class TopologyStrategy(StepStrategy):

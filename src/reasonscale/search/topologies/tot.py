@@ -1,24 +1,53 @@
 """Tree of thoughts (Yao et al. 2023) over solution steps: breadth-first with the best N states kept per level, or
-depth-first with pruning below a value threshold and backtracking. States are valued by the configured verifier."""
+depth-first with pruning below a value threshold and backtracking. States are valued by the configured verifier, or
+by the policy's votes (`evaluator: vote`, `search/topologies/vote.py`)."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from reasonscale.config import VerifiedStrategyConfig
 from reasonscale.search.stepwise import Beam, SearchResult, StepSearch
-from reasonscale.search.strategy import register
+from reasonscale.search.strategy import Chunk, register
 from reasonscale.search.topologies.base import TopologyConfig, TopologyStrategy
+from reasonscale.search.topologies.prompted import prompt_entry, uses_chat
+from reasonscale.search.topologies.vote import VOTE_KEYS, VoteVerifier
+from reasonscale.verifiers.base import Verifier
 
 
 class ToTConfig(TopologyConfig):
     SHORT: ClassVar[dict[str, str]] = {**TopologyConfig.SHORT, "threshold": "v"}
+    ADDED: ClassVar[frozenset[str]] = frozenset({"evaluator", "votes", "vote_prompt"})
 
     name: Literal["tot"] = "tot"
     method: Literal["bfs", "dfs"] = "bfs"
     threshold: float = Field(0.5, description="dfs: states valued below it are pruned")
     max_states: int = Field(64, ge=1, description="dfs: states expanded per problem at most")
+    evaluator: Literal["verifier", "vote"] = Field(
+        "verifier", description="what values states: the verifier, or the policy's votes among a problem's states"
+    )
+    votes: int = Field(5, ge=1, description="vote: replies sampled per vote; a state's value is its share")
+    vote_prompt: str | dict[str, Any] | None = Field(
+        None, description="vote: a prompt of prompts/topologies.yaml (default vote), FILE.yaml#NAME, or inline"
+    )
+
+    @model_validator(mode="after")
+    def _needs_verifier(self) -> ToTConfig:  # replaces the parent's check: a vote needs no verifier
+        if self.evaluator == "verifier":
+            if self.vote_prompt is not None or self.votes != type(self).model_fields["votes"].default:
+                raise ValueError("tot: votes and vote_prompt need evaluator: vote")
+            return VerifiedStrategyConfig._needs_verifier(self)  # type: ignore[return-value]
+        if self.verifier is not None:
+            raise ValueError(f"tot: evaluator: vote values states by the policy's votes, not by '{self.verifier}'")
+        self.vote_prompt = prompt_entry(self.vote_prompt or "vote", VOTE_KEYS, "tot.vote_prompt")
+        return self
+
+    def base_label(self) -> str:
+        if self.evaluator == "verifier":
+            return super().base_label()
+        return "tot[vote]" if self.aggregate == "last" else f"tot[vote,{self.aggregate}]"
 
     def short(self, field: str, value: Any) -> str:
         return str(value) if field == "method" else super().short(field, value)
@@ -31,6 +60,13 @@ class ToT(TopologyStrategy):
 
     config_class = ToTConfig
     config: ToTConfig
+
+    def scorer(self, chunk: Chunk) -> Verifier:
+        c = self.config
+        if c.evaluator == "verifier":
+            return super().scorer(chunk)
+        chat = uses_chat(chunk.task, chunk.problems, chunk.prompts)
+        return VoteVerifier(chunk.engine, c.vote_prompt, c.votes, chunk.sampling(), chat)  # type: ignore[arg-type]
 
     def search(self, search: StepSearch, n: int) -> list[SearchResult]:
         if self.config.method == "bfs":
