@@ -47,6 +47,7 @@ def test_topo_labels_win_rates_with_ties_and_segments():
     assert (cot["sole_wins"], tot["sole_wins"]) == (1, 0)
     assert cot["accuracy"] == pytest.approx(0.5) and tot["accuracy"] == pytest.approx(1 / 3)
     assert cot["accuracy_se"] == pytest.approx(0.5 / 3**0.5)  # topo labels 1, 0.5, 0: sd 0.5 over 3 questions
+    assert tot["vs_best"] == pytest.approx(-0.5 / 3) and cot["vs_best"] == 0.0  # cot is best; gaps -0.5, 0, 0
     assert cot["generated_tokens"] == 10 and tot["generated_tokens"] == 20
     assert summary["segments"] == {"easy": 0, "medium": 2, "hard": 1}
     assert summary["segments_by_level"] == {"1": {"easy": 0, "medium": 1, "hard": 0},
@@ -148,7 +149,7 @@ def test_annotate_command_runs_a_chat_model_on_a_word_problem(tmp_path, tiny_mod
 
 def test_the_lab_example_config_is_valid():
     cfg = load_config("examples/lab_tag.yaml", [], AnnotateConfig)
-    assert {t.name for t in cfg.topologies} == {"cot", "tot", "got", "mcts"}
+    assert {t.name for t in cfg.topologies} == {"cot", "tot", "got", "mcts", "weighted_best_of_n"}
 
 
 def test_a_grid_expands_every_topology_that_has_the_setting(tmp_path):

@@ -101,6 +101,9 @@ def summarize_tag(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         }
     oracle = mean(max(s.values()) for s in labels.values())
     best = max(variants, key=lambda v: per_variant[v]["accuracy"])
+    for v in variants:  # paired over questions: the same questions answered by both
+        gaps = [scores[v] - scores[best] for scores in labels.values() if v in scores and best in scores]
+        per_variant[v] |= {"vs_best": mean(gaps), "vs_best_se": standard_error(gaps)}
     by_level: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SEGMENTS, 0))
     for q in questions.values():
         by_level[str(q["level"])][q["segment"]] += 1

@@ -140,13 +140,17 @@ def tag_report(tag: dict[str, Any]) -> str:
     """The summary as Markdown: per variant accuracy (overall, per level), win rate and compute per response; the
     segments per level; the headroom of the best topology per question over the best single one."""
     levels = sorted({lvl for v in tag["variants"].values() for lvl in v["accuracy_by_level"]})
-    head = ["topology", "accuracy", *(f"L{lvl}" for lvl in levels), "win rate", "sole wins", "tokens", "FLOPs"]
+    head = ["topology", "accuracy", "vs best", *(f"L{lvl}" for lvl in levels), "win rate", "sole wins", "tokens",
+            "FLOPs"]
     lines = [f"# TAG: {tag['questions']} questions", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, v in tag["variants"].items():
         by_level = [f"{v['accuracy_by_level'].get(lvl, float('nan')):.3f}" for lvl in levels]
-        cells = [label, f"{v['accuracy']:.3f} ± {v['accuracy_se']:.3f}", *by_level, f"{v['win_rate']:.3f}", str(v["sole_wins"])]
+        gap = f"{v['vs_best']:+.3f} ± {v['vs_best_se']:.3f}"
+        accuracy = f"{v['accuracy']:.3f} ± {v['accuracy_se']:.3f}"
+        cells = [label, accuracy, gap, *by_level, f"{v['win_rate']:.3f}", str(v["sole_wins"])]
         lines.append("| " + " | ".join([*cells, f"{v['generated_tokens']:.0f}", f"{v['flops']:.3g}"]) + " |")
-    lines += ["", "± one standard error over questions. Tokens and FLOPs: mean per response. Segments per level:", "", "| level | easy | medium | hard |"]
+    lines += ["", "± one standard error over questions; vs best: the paired difference to the best single topology on "
+              "the same questions. Tokens and FLOPs: mean per response. Segments per level:", "", "| level | easy | medium | hard |"]
     lines.append("|---|---|---|---|")
     for level, counts in sorted(tag["segments_by_level"].items()):
         lines.append(f"| {level} | {counts['easy']} | {counts['medium']} | {counts['hard']} |")
