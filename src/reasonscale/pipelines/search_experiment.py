@@ -322,18 +322,20 @@ def append_prm_section(report: Path, summary: dict[str, Any]) -> None:
     m, t = summary["prm"], summary["prm"]["training"]
     lines = [
         "## Process reward model",
+        "",
         (
             f"Trained on {m['train_solutions']} policy solutions ({m['train_steps']} steps, policy accuracy "
             f"{m['train_solution_accuracy']:.3f}), each step labelled by {m['rollouts']} rollouts of "
-            f"`{m['completer']}`; {t['steps']} optimizer steps in {t['seconds']:.0f} s."
-        ),
-        (
+            f"`{m['completer']}`; {t['steps']} optimizer steps in {t['seconds']:.0f} s. "
+        )
+        + (
             "The rollouts come from the policy being searched, as in Snell et al. (2024): a label is the step's value "
             "under that policy."
             if m["completer_is_policy"]
             else f"The rollouts come from `{m['completer']}`, not from the policy: a label is the step's value under "
             "that model (as Math-Shepherd's completer), not under the policy being searched."
         ),
+        "",
         f"Monte-Carlo labels vs oracle, step ROC AUC (first-error labels): {_fmt(m['mc_label_auc'])}.",
     ]
     if "verifier" in m:
