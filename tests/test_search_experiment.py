@@ -1,6 +1,7 @@
 """The `lab search` experiment end to end on a tiny random policy: every strategy x verifier x budget is
 reported, the PRM section is written, and a re-run resumes from the store without model calls or retraining;
-a trained PRM lives in a directory keyed by its base model's content, its data and its settings."""
+a trained PRM lives in a directory keyed by its base model's content, its data and its settings; with two
+sampling seeds the summary is the mean over them, with standard errors over problems."""
 
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import yaml
 from conftest import build_tiny_model
 
-from reasonscale.config import load_config
+from reasonscale.config import ConfigError, load_config
 from reasonscale.pipelines import search_experiment
 from reasonscale.pipelines.search_experiment import SearchExperimentConfig, run_search_experiment, trained_prm
+from reasonscale.summary import mean_se
 
 
-def write_config(tmp_path, policy) -> str:
+def write_config(tmp_path, policy, **extra) -> str:
     config = {
         "policy": str(policy),
         "task": {"name": "lab", "split": "test", "lab": {"levels": [1, 2], "per_level": 2}},
@@ -33,6 +36,7 @@ def write_config(tmp_path, policy) -> str:
         "max_rounds": 2,
         "step_max_tokens": 8,
         "output_dir": str(tmp_path / "run"),
+        **extra,
     }
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -50,7 +54,10 @@ def test_search_experiment_reports_every_strategy_and_resumes(tiny_model_dir, tm
     prm = summary["prm"]
     assert prm["train_solutions"] == 2 * 2 * 2 and prm["completer"] == str(tiny_model_dir)
     report = (tmp_path / "run" / "eval" / "report.md").read_text()
-    assert "## Process reward model" in report and "accuracy.png" in report
+    assert "## Process reward model" in report and "accuracy.png" in report and "| within-problem AUC" in report
+    assert set(prm["verifier"]["by_level"]) == {"1", "2"} and set(prm["verifier"]["all"]["selection"]) == {"2"}
+    assert summary["seeds"] == [0] and (tmp_path / "run" / "report.md").is_file()
+    assert json.loads((tmp_path / "run" / "eval" / "summary.json").read_text())["accuracy"] == summary["accuracy"]
     prm_dir = Path(prm["path"])
     assert prm_dir.parent == tmp_path / "run" / "prm" and prm["completer_is_policy"]
     training = (prm_dir / "training.json").read_text()
@@ -87,3 +94,32 @@ def test_a_trained_prm_is_keyed_by_its_base_content_data_and_settings(tiny_model
     new_base, _ = trained_prm(cfg, str(base), [], out, False)
     assert len({first, new_data, new_base, *trained}) == 4 and len(trained) == 4
     assert all(p.parent == out / "prm" for p in trained)
+
+
+def test_two_seeds_are_evaluated_apart_and_averaged_over_problems(tiny_model_dir, tmp_path):
+    pool = ["majority", "best_of_n", "weighted_best_of_n"]
+    config = write_config(tmp_path, tiny_model_dir, seeds=[0, 1], strategies=pool)
+    summary = run_search_experiment(config, show_progress=False)
+    run = tmp_path / "run"
+    dirs = [run / "eval", run / "eval-seed1"]
+    seeds = [json.loads((d / "summary.json").read_text()) for d in dirs]
+    records = [[json.loads(x) for x in (d / "results.jsonl").read_text().splitlines()] for d in dirs]
+    texts = [[c["text"] for r in rs for c in r["candidates"]] for rs in records]
+    assert texts[0] != texts[1]  # each seed samples its own pool
+    assert summary["seeds"] == [0, 1] and len(list((run / "prm").iterdir())) == 1  # one PRM for both seeds
+    for name, accuracy in summary["accuracy"].items():
+        assert accuracy == pytest.approx((seeds[0]["accuracy"][name] + seeds[1]["accuracy"][name]) / 2)
+    per_problem = {}
+    for r in records[0] + records[1]:
+        majority = next(o for o in r["outcomes"] if o["label"] == "majority" and o["budget"] == 2)
+        per_problem.setdefault(r["id"], []).append(majority["correct"])
+    means = [sum(v) / 2 for v in per_problem.values()]
+    assert summary["accuracy_se"]["majority@2"] == pytest.approx(mean_se(means)[1])
+    assert summary["prm"]["verifier"]["all"]["selection"]["2"]["problems"] == 4
+    report = (run / "report.md").read_text()
+    assert "mean over sampling seeds 0, 1" in report and " ± " in report and "pools of seeds 0, 1 together" in report
+
+
+def test_seeds_must_be_distinct(tiny_model_dir, tmp_path):
+    with pytest.raises(ConfigError, match="distinct"):
+        load_config(write_config(tmp_path, tiny_model_dir, seeds=[1, 1]), model=SearchExperimentConfig)

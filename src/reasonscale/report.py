@@ -51,7 +51,8 @@ def tick_text(value: float, _position: object = None) -> str:
 
 
 def plot_accuracy(summary: dict[str, Any], path: Path) -> None:
-    """One panel per level (and one for all problems): accuracy against generated tokens per problem."""
+    """One panel per level (and one for all problems): accuracy (± one standard error, as error bars) against
+    generated tokens per problem."""
     curves = summary["strategies"]
     panels = ["all", *summary["problems_by_level"]]
     columns = min(3, len(panels))
@@ -62,7 +63,10 @@ def plot_accuracy(summary: dict[str, Any], path: Path) -> None:
             points = [p for p in curve["points"] if panel == "all" or panel in p["accuracy_by_level"]]
             xs = [max(p["cost"]["generated_tokens"], 1.0) for p in points]
             ys = [p["accuracy"] if panel == "all" else p["accuracy_by_level"][panel] for p in points]
-            ax.plot(xs, ys, markersize=3, label=curve["label"], **style)
+            ses = [p.get("accuracy_se") if panel == "all" else p.get("accuracy_se_by_level", {}).get(panel)
+                   for p in points]
+            errors = None if None in ses else ses
+            ax.errorbar(xs, ys, yerr=errors, markersize=3, capsize=2, elinewidth=0.8, label=curve["label"], **style)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(tick_text))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: tick_text(v) if f"{v:e}"[0] in "25" else ""))
@@ -85,19 +89,33 @@ def flops_text(value: float) -> str:
     return f"{value:.1e}".replace("e+0", "e").replace("e+", "e") if value else "0"
 
 
+def with_se(value: float, se: float | None) -> str:
+    """An accuracy and its standard error: 0.412 ± 0.022 (the value alone without one)."""
+    return f"{value:.3f}" if se is None else f"{value:.3f} ± {se:.3f}"
+
+
+def accuracy_cells(point: dict[str, Any], levels: list[str]) -> list[str]:
+    """A summary point's accuracy overall and at each level, each ± its standard error where it has one."""
+    se_by_level = point.get("accuracy_se_by_level", {})
+    cells = [with_se(point["accuracy"], point.get("accuracy_se"))]
+    for lvl in levels:
+        value = point["accuracy_by_level"].get(lvl)
+        cells.append("-" if value is None else with_se(value, se_by_level.get(lvl)))
+    return cells
+
+
 def markdown_table(summary: dict[str, Any]) -> str:
-    """Accuracy per level and the compute per problem of every strategy at every budget N: its generation budget,
-    generated tokens, billed tokens (prompts re-sent by step-wise search count again there) and FLOPs (prompt
-    tokens only where the engine recomputes them, verifier FLOPs included)."""
+    """Accuracy ± standard error overall and per level and the compute per problem of every strategy at every
+    budget N: its generation budget, generated tokens, billed tokens (prompts re-sent by step-wise search count
+    again there) and FLOPs (prompt tokens only where the engine recomputes them, verifier FLOPs included)."""
     levels = list(summary["problems_by_level"])
     columns = ["strategy@N", "generation budget", "all", *(f"level {lvl}" for lvl in levels)]
     columns += ["generated tokens", "billed tokens", "FLOPs"]
     rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for curve in summary["strategies"]:
         for p in curve["points"]:
-            accuracy = [p["accuracy"], *(p["accuracy_by_level"].get(lvl, float("nan")) for lvl in levels)]
             cost = p["cost"]
-            cells = [f"{curve['label']}@{p['budget']}", f"{p['generation_budget']:g}", *(f"{v:.3f}" for v in accuracy)]
+            cells = [f"{curve['label']}@{p['budget']}", f"{p['generation_budget']:g}", *accuracy_cells(p, levels)]
             cells += [f"{cost['generated_tokens']:.0f}", f"{cost['tokens']:.0f}", flops_text(cost["flops"])]
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -114,9 +132,19 @@ def bin_table(summary: dict[str, Any], kind: str) -> str:
     for curve in summary["strategies"]:
         for p in curve["points"]:
             by_bin = p.get("accuracy_by_bin", {}).get(kind, {})
+            se = p.get("accuracy_se_by_bin", {}).get(kind, {})
             rows.append(f"| {curve['label']}@{p['budget']} | " + " | ".join(
-                f"{by_bin[b]:.3f}" if b in by_bin else "-" for b in bins) + " |")
+                with_se(by_bin[b], se.get(b)) if b in by_bin else "-" for b in bins) + " |")
     return "\n".join(rows)
+
+
+def se_note(summary: dict[str, Any]) -> str:
+    """What the accuracies and their ± mean (a mean over sampling seeds when the summary has several)."""
+    seeds = summary.get("seeds") or []
+    if len(seeds) > 1:
+        return (f"Accuracy is the mean over sampling seeds {', '.join(map(str, seeds))}; ± is its standard error "
+                "over problems, each problem counted by its mean over the seeds.")
+    return "± is the standard error of the accuracy over problems."
 
 
 def write_report(out_dir: Path, summary: dict[str, Any]) -> Path:
@@ -134,6 +162,7 @@ def write_report(out_dir: Path, summary: dict[str, Any]) -> Path:
             f"{usage['prompt_tokens']:.0f} prompt tokens, {usage['generated_tokens']:.0f} generated tokens, "
             f"{usage['verifier_tokens']:.0f} verifier tokens, {flops_text(usage['flops'])} FLOPs.",
             "## Accuracy by strategy and budget",
+            se_note(summary),
             markdown_table(summary),
             "![accuracy vs generated tokens per problem](accuracy.png)",
             *(["## Accuracy by difficulty bin"] if summary.get("problems_by_bin") else []),

@@ -9,9 +9,10 @@ from rich.table import Table
 
 
 def results_table(summary: dict[str, Any]) -> Table:
-    """Accuracy of every strategy at every budget N, overall and per level, with its compute per problem: the
-    generation budget N stands for (N x (k + 1) for lookahead), generated tokens and FLOPs."""
-    from reasonscale.report import flops_text
+    """Accuracy ± its standard error over problems of every strategy at every budget N, overall and per level, with
+    its compute per problem: the generation budget N stands for (N x (k + 1) for lookahead), generated tokens and
+    FLOPs."""
+    from reasonscale.report import accuracy_cells, flops_text
 
     levels = list(summary["problems_by_level"])
     counts = ", ".join(f"L{level}: {summary['problems_by_level'][level]}" for level in levels)
@@ -21,12 +22,10 @@ def results_table(summary: dict[str, Any]) -> Table:
         table.add_column(header, justify="right", no_wrap=True, min_width=4)
     for curve in summary["strategies"]:
         for p in curve["points"]:
-            cells = [f"{p['accuracy_by_level'].get(lvl, float('nan')):.3f}" for lvl in levels]
             cost = p["cost"]
             table.add_row(
                 escape(f"{curve['label']}@{p['budget']}"),
-                f"{p['accuracy']:.3f}",
-                *cells,
+                *accuracy_cells(p, levels),
                 f"{p['generation_budget']:g}",
                 f"{cost['generated_tokens']:.0f}",
                 flops_text(cost["flops"]),

@@ -2,8 +2,10 @@
 
 1. Train (or reuse) the policy preset.  2. Label its solutions to training problems step by step with Monte-Carlo
 rollouts.  3. Train a PRM on them.  4. Evaluate majority, best-of-N, weighted best-of-N, beam, lookahead and DVTS
-at every budget, guided by the oracle and by the PRM, on the test problems.  5. Measure the PRM against the
-oracle on the evaluation's sample pool (step-level ROC AUC) and write everything to the report.
+at every budget, guided by the oracle and by the PRM, on the test problems.  5. Measure the PRM on the evaluation's
+sample pools (`verifiers.metrics`: pooled and within-problem AUC, selection accuracy) and write everything to the
+report. With several sampling `seeds`, step 4 runs once per seed (the PRM is trained once) and the experiment's
+summary averages over them.
 Every sample is cached in the run's store and the PRM is reused when its data and settings are unchanged, so a
 stopped run resumes where it was.
 """
@@ -18,20 +20,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig, load_config
 from reasonscale.data.prm_labels import PRMExample, build_prm_examples, save_examples
 from reasonscale.engines import build_engine
 from reasonscale.engines.cached import CachedEngine
 from reasonscale.identity import digest, model_identity
-from reasonscale.pipelines.evaluate import run_evaluation, verifier_key
+from reasonscale.pipelines.evaluate import difficulty_bins, run_evaluation, verifier_key
 from reasonscale.progress import Progress
+from reasonscale.report import with_se, write_report
 from reasonscale.store import Store
+from reasonscale.summary import mean_over_seeds, summarize
 from reasonscale.tasks import build_task
 from reasonscale.train.prm import PRMTrainConfig, resolve_device, train_prm
-from reasonscale.types import Problem, SamplingParams
-from reasonscale.verifiers import Verifier, build_verifier
+from reasonscale.types import SamplingParams
+from reasonscale.verifiers import build_verifier
+from reasonscale.verifiers.metrics import label_auc, roc_auc, step_auc, verifier_metrics  # noqa: F401 (old home)
 
 SEARCH_STRATEGIES = ("majority", "best_of_n", "weighted_best_of_n", "beam", "lookahead", "dvts")
 
@@ -67,53 +72,20 @@ class SearchExperimentConfig(Section):
     lookahead: int = Field(1, ge=0)
     max_rounds: int = Field(12, ge=1)
     step_max_tokens: int = Field(48, ge=1)
+    seeds: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="sampling seeds of the evaluation, each its own run (default: [sampling.seed]); the summary "
+        "averages over them",
+    )
     output_dir: str = "runs/lab-search"
 
-
-def roc_auc(scores: Sequence[float], labels: Sequence[int | bool]) -> float | None:
-    """Area under the ROC curve by mean rank (ties share their mean rank); None without both classes."""
-    positives = sum(1 for y in labels if y)
-    negatives = len(labels) - positives
-    if not positives or not negatives:
-        return None
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    ranks = [0.0] * len(scores)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and scores[order[end + 1]] == scores[order[start]]:
-            end += 1
-        for k in range(start, end + 1):
-            ranks[order[k]] = (start + end) / 2 + 1
-        start = end + 1
-    rank_sum = sum(r for r, y in zip(ranks, labels) if y)
-    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
-
-
-def step_auc(records: list[dict[str, Any]], verifier: str, until_first_error: bool = True) -> float | None:
-    """ROC AUC of `verifier`'s step scores against the oracle's step labels over a run's sample pool.
-
-    With `until_first_error`, each solution contributes its steps up to and including its first wrong one.
-    """
-    scores, labels = [], []
-    for record in records:
-        for c in record["candidates"]:
-            truth, predicted = c["step_scores"]["oracle"], c["step_scores"][verifier]
-            keep = truth.index(0.0) + 1 if until_first_error and 0.0 in truth else len(truth)
-            scores += predicted[:keep]
-            labels += [int(v) for v in truth[:keep]]
-    return roc_auc(scores, labels)
-
-
-def label_auc(examples: Sequence[PRMExample], oracle: Verifier) -> float | None:
-    """ROC AUC of the Monte-Carlo soft labels against the oracle's first-error step labels (label quality)."""
-    problems = [Problem(e.problem_id, e.question, "", e.level) for e in examples]
-    scores, labels = [], []
-    for e, truth in zip(examples, oracle.score(problems, [e.steps for e in examples])):
-        keep = truth.index(0.0) + 1 if 0.0 in truth else len(truth)
-        scores += e.soft[:keep]
-        labels += [int(v) for v in truth[:keep]]
-    return roc_auc(scores, labels)
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and len(set(seeds)) < len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
 
 
 def strategies(cfg: SearchExperimentConfig, prm_path: str) -> list[StrategyConfig]:
@@ -213,30 +185,56 @@ def trained_prm(
     return path, info
 
 
+def eval_dir(cfg: SearchExperimentConfig, seed: int) -> str:
+    """A seed's evaluation directory: `eval` for `sampling.seed` (the only one by default), else `eval-seed<s>`."""
+    return "eval" if seed == cfg.sampling.seed else f"eval-seed{seed}"
+
+
+def evaluate_seed(
+    cfg: SearchExperimentConfig, policy: str, prm_path: Path, seed: int, show_progress: bool
+) -> tuple[RunConfig, dict[str, Any], list[dict[str, Any]]]:
+    """Evaluate every strategy with sampling seed `seed` in its own directory (samples cached in the run's
+    store); returns the run's config, summary and records."""
+    out = Path(cfg.output_dir)
+    run_cfg = RunConfig(
+        model=policy_model(cfg, policy),
+        task=cfg.task,
+        sampling=cfg.sampling.model_copy(update={"seed": seed}),
+        strategies=strategies(cfg, str(prm_path)),
+        output_dir=str(out / eval_dir(cfg, seed)),
+        cache_path=str(out / "store.sqlite"),
+    )
+    summary = run_evaluation(run_cfg, show_progress=show_progress)
+    records = [json.loads(line) for line in (Path(run_cfg.output_dir) / "results.jsonl").read_text().splitlines()]
+    return run_cfg, summary, records
+
+
 def run_search_experiment(
     config_path: str | Path, overrides: list[str] | None = None, show_progress: bool = True
 ) -> dict[str, Any]:
-    """Run (or resume) the experiment the YAML file describes; returns its summary (also in summary.json)."""
+    """Run (or resume) the experiment the YAML file describes; returns its summary, the mean over the sampling
+    seeds (also in `output_dir`/summary.json and report.md; each seed's own run is in its `eval_dir`)."""
     cfg = load_config(config_path, overrides, model=SearchExperimentConfig)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     policy = model_path(cfg.policy, cfg, show_progress)
     examples = prm_examples(cfg, policy, out, show_progress)
     prm_path, training = trained_prm(cfg, policy, examples, out, show_progress)
-    run_cfg = RunConfig(
-        model=policy_model(cfg, policy),
-        task=cfg.task,
-        sampling=cfg.sampling,
-        strategies=strategies(cfg, str(prm_path)),
-        output_dir=str(out / "eval"),
-        cache_path=str(out / "store.sqlite"),
-    )
-    summary = run_evaluation(run_cfg, show_progress=show_progress)
-    records = [json.loads(line) for line in (out / "eval" / "results.jsonl").read_text().splitlines()]
-    prm_key = next((verifier_key(s) for s in run_cfg.strategies if getattr(s, "verifier", None) == "prm"), None)
-    summary["prm"] = prm_metrics(cfg, examples, records, training, prm_key, prm_path)
-    (out / "eval" / "summary.json").write_text(json.dumps(summary, indent=2))
-    append_prm_section(out / "eval" / "report.md", summary)
+    seeds = cfg.seeds or [cfg.sampling.seed]
+    runs = [evaluate_seed(cfg, policy, prm_path, seed, show_progress) for seed in seeds]
+    prm_key = next((verifier_key(s) for s in runs[0][0].strategies if getattr(s, "verifier", None) == "prm"), None)
+    for run_cfg, summary, records in runs:
+        summary["prm"] = prm_metrics(cfg, examples, records, training, prm_key, prm_path)
+        (Path(run_cfg.output_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+        append_prm_section(Path(run_cfg.output_dir) / "report.md", summary)
+    merged = mean_over_seeds([records for _, _, records in runs])
+    difficulty_bins(merged, runs[0][0])
+    usage = {k: sum(s["usage"][k] for _, s, _ in runs) for k in ("model_calls", "cache_hits", "run_model_calls")}
+    summary = {**summarize(merged, runs[0][0], usage), "seeds": seeds}
+    every_seed = [r for _, _, records in runs for r in records]
+    summary["prm"] = prm_metrics(cfg, examples, every_seed, training, prm_key, prm_path)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    append_prm_section(write_report(out, summary), summary)
     return summary
 
 
@@ -248,7 +246,8 @@ def prm_metrics(
     prm_key: str | None,
     prm_path: Path,
 ) -> dict:
-    """How well the PRM and its training labels predict the oracle's step verdicts."""
+    """The PRM's training data and its measures on the evaluation's sample pools (`records`: one per problem and
+    seed), overall and per level (`verifiers.metrics`); the label AUC measures its Monte-Carlo labels."""
     task = build_task(cfg.task)
     steps = sum(len(e.steps) for e in examples)
     metrics = {
@@ -262,9 +261,12 @@ def prm_metrics(
         "training": training,
         "path": str(prm_path),
     }
-    if prm_key and "oracle" in cfg.verifiers:
-        metrics["step_auc_first_error"] = step_auc(records, prm_key)
-        metrics["step_auc_all_steps"] = step_auc(records, prm_key, until_first_error=False)
+    if prm_key and any(r.get("candidates") for r in records):
+        budgets = [n for n in cfg.budgets if n > 1]
+        found = verifier_metrics(records, prm_key, budgets, cfg.aggregate, task.group_answers)
+        metrics["step_auc_first_error"] = found["all"]["step_auc_first_error"]
+        metrics["step_auc_all_steps"] = found["all"]["step_auc_all_steps"]
+        metrics["verifier"] = found
     return metrics
 
 
@@ -272,26 +274,82 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+SELECTOR_NAMES = {
+    "best_of_n": "top-scored",
+    "weighted": "weighted vote",
+    "majority": "majority",
+    "oracle_best": "oracle best",
+}
+
+
+def verifier_rows(found: dict[str, Any]) -> list[str]:
+    """A Markdown table of the verifier measures: one row per measure, one column for all problems and per level."""
+    blocks = {"all": found["all"], **{f"level {lvl}": b for lvl, b in found["by_level"].items()}}
+    rows = ["| measure | " + " | ".join(blocks) + " |", "|" + "---|" * (len(blocks) + 1)]
+
+    def row(name: str, cell: Any) -> None:
+        rows.append(f"| {name} | " + " | ".join(cell(b) for b in blocks.values()) + " |")
+
+    row("problems", lambda b: str(b["problems"]))
+    row("step AUC, first error (pooled)", lambda b: _fmt(b["step_auc_first_error"]))
+    row("step AUC, all steps (pooled)", lambda b: _fmt(b["step_auc_all_steps"]))
+    row("solution AUC (pooled)", lambda b: _fmt(b["solution_auc"]))
+    row("within-problem AUC (problems)", lambda b: _within(b["within_problem_auc"]))
+    for n in found["all"]["selection"]:
+        for key, name in SELECTOR_NAMES.items():
+            row(f"{name} @{n}", lambda b: _selected(b["selection"].get(n), key))
+        row(f"weighted - majority @{n}", lambda b: _gain(b["selection"].get(n)))
+    return rows
+
+
+def _within(auc: dict[str, Any]) -> str:
+    return f"{with_se(auc['mean'], auc['se'])} ({auc['problems']})" if auc["problems"] else "n/a"
+
+
+def _selected(point: dict[str, Any] | None, key: str) -> str:
+    return "n/a" if point is None else with_se(point[key]["accuracy"], point[key]["se"])
+
+
+def _gain(point: dict[str, Any] | None) -> str:
+    if point is None:
+        return "n/a"
+    gain = point["weighted_minus_majority"]
+    return f"{gain['mean']:+.3f} ± {gain['se']:.3f}"
+
+
 def append_prm_section(report: Path, summary: dict[str, Any]) -> None:
     """Add the PRM measurements to the run's Markdown report."""
     m, t = summary["prm"], summary["prm"]["training"]
     lines = [
         "## Process reward model",
+        "",
         (
             f"Trained on {m['train_solutions']} policy solutions ({m['train_steps']} steps, policy accuracy "
             f"{m['train_solution_accuracy']:.3f}), each step labelled by {m['rollouts']} rollouts of "
-            f"`{m['completer']}`; {t['steps']} optimizer steps in {t['seconds']:.0f} s."
-        ),
-        (
+            f"`{m['completer']}`; {t['steps']} optimizer steps in {t['seconds']:.0f} s. "
+        )
+        + (
             "The rollouts come from the policy being searched, as in Snell et al. (2024): a label is the step's value "
             "under that policy."
             if m["completer_is_policy"]
             else f"The rollouts come from `{m['completer']}`, not from the policy: a label is the step's value under "
             "that model (as Math-Shepherd's completer), not under the policy being searched."
         ),
-        f"- Monte-Carlo labels vs oracle, step ROC AUC (first-error labels): {_fmt(m['mc_label_auc'])}",
-        f"- PRM vs oracle, step ROC AUC (first-error labels): {_fmt(m.get('step_auc_first_error'))}",
-        f"- PRM vs oracle, step ROC AUC (all steps): {_fmt(m.get('step_auc_all_steps'))}",
+        "",
+        f"Monte-Carlo labels vs oracle, step ROC AUC (first-error labels): {_fmt(m['mc_label_auc'])}.",
     ]
+    if "verifier" in m:
+        seeds = summary.get("seeds") or []
+        pooled = f", pools of seeds {', '.join(map(str, seeds))} together" if len(seeds) > 1 else ""
+        lines += [
+            "",
+            f"The PRM on the evaluation's sample pools (final score: `{m['verifier']['aggregate']}` step{pooled}). "
+            "Pooled AUCs mix problems (easy problems score high and are right more often); the within-problem AUC "
+            "ranks the samples of one problem, as selection does (mean over problems with right and wrong samples, "
+            "their count in brackets). Selection accuracy at N is over disjoint groups of N samples of each pool; "
+            "oracle best is any sample of the group right (pass@N). ± is the standard error over problems.",
+            "",
+            *verifier_rows(m["verifier"]),
+        ]
     with report.open("a") as fh:
         fh.write("\n" + "\n".join(lines) + "\n")
