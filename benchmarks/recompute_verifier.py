@@ -25,7 +25,14 @@ from reasonscale.pipelines.search_experiment import roc_auc
 from reasonscale.tasks import build_task
 from reasonscale.verifiers import aggregate, build_verifier
 
-AGGREGATES = ("min", "prod")
+AGGREGATES = ("min", "prod", "last")
+VARIANTS = [  # the default first, then one change at a time
+    {},
+    {"form": "ratio"},
+    {"numbers": "last"},
+    {"numbers": "last", "form": "ratio"},
+    {"score_end": False},
+]
 
 
 def load_run(run: Path, limit: int | None) -> tuple[list[dict], dict, str]:
@@ -35,7 +42,7 @@ def load_run(run: Path, limit: int | None) -> tuple[list[dict], dict, str]:
     return [json.loads(line) for line in lines[:limit]], config["task"], config["model"]["path"]
 
 
-def score_pool(records: list[dict], task_cfg: dict, policy: str, options: dict) -> tuple[list[list[list[float]]], float]:
+def score_pool(records: list[dict], task_cfg: dict, policy: str, options: dict) -> tuple[list, float]:
     """Recompute step scores of every candidate (identical texts of a problem scored once) and the seconds taken."""
     task = build_task(TaskConfig(**task_cfg))
     problems = {p.id: p for p in task.load()}
@@ -84,26 +91,37 @@ def select(candidates: Sequence[dict], weights: Sequence[float], weighted: bool)
     return any(c["correct"] for c in candidates if c["answer"] == answer)
 
 
-def accuracy(records: list[dict], finals: list[list[float]] | None, n: int, weighted: bool) -> tuple[float, float]:
-    """Selection accuracy over the first `n` samples of each problem and its standard error (majority: no finals)."""
-    hits = []
+def hits(records: list[dict], finals: list[list[float]] | None, n: int, weighted: bool) -> list[int]:
+    """Per problem, whether selection over its first `n` samples is right (majority: no finals)."""
+    out = []
     for i, r in enumerate(records):
         weights = [1.0] * n if finals is None else finals[i][:n]
-        hits.append(select(r["candidates"][:n], weights, weighted or finals is None))
-    mean = sum(hits) / len(hits)
-    return mean, math.sqrt(mean * (1 - mean) / len(hits))
+        out.append(int(select(r["candidates"][:n], weights, weighted or finals is None)))
+    return out
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """The mean and its standard error."""
+    mean = sum(values) / len(values)
+    variance = sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)
+    return mean, math.sqrt(variance / len(values))
 
 
 def report(name: str, records: list[dict], scores: list[list[list[float]]], n: int) -> None:
+    """Print a verifier's step AUC and, per aggregation, its within-problem AUC and selection accuracy; the last
+    figure is weighted best-of-n minus majority, paired per problem (its standard error is the paired one)."""
     print(f"{name}: step AUC (first error) {step_auc(records, scores):.3f}")
+    majority = hits(records, None, n, weighted=True)
     for how in AGGREGATES:
         finals = [[aggregate(s, how) for s in per] for per in scores]
         auc, count = within_problem_auc(records, finals)
-        best, best_se = accuracy(records, finals, n, weighted=False)
-        weighted, weighted_se = accuracy(records, finals, n, weighted=True)
+        best = mean_se(hits(records, finals, n, weighted=False))
+        weighted = hits(records, finals, n, weighted=True)
+        gain = mean_se([w - m for w, m in zip(weighted, majority)])
         print(
-            f"  {how:4s}: within-problem AUC {auc:.3f} ({count} problems); best-of-{n} {best:.3f} ± {best_se:.3f}; "
-            f"weighted best-of-{n} {weighted:.3f} ± {weighted_se:.3f}"
+            f"  {how:4s}: within-problem AUC {auc:.3f} ({count} problems); best-of-{n} {best[0]:.3f} ± {best[1]:.3f}; "
+            f"weighted best-of-{n} {mean_se(weighted)[0]:.3f} ± {mean_se(weighted)[1]:.3f} "
+            f"(vs majority {gain[0]:+.3f} ± {gain[1]:.3f})"
         )
 
 
@@ -117,17 +135,16 @@ def main() -> None:
     records, task_cfg, policy = load_run(Path(args.run), args.problems)
     samples = sum(len(r["candidates"]) for r in records)
     print(f"{len(records)} problems, {samples} samples; policy (and verifier model) {policy}")
-    majority, majority_se = accuracy(records, None, args.n, weighted=True)
+    majority, majority_se = mean_se(hits(records, None, args.n, weighted=True))
     print(f"majority@{args.n} {majority:.3f} ± {majority_se:.3f}")
     oracle = [[c["step_scores"]["oracle"] for c in r["candidates"]] for r in records]
     report("oracle", records, oracle, args.n)
     prm = next((k for k in records[0]["candidates"][0]["step_scores"] if k.startswith("prm")), None)
     if prm:
         report(f"run PRM ({prm})", records, [[c["step_scores"][prm] for c in r["candidates"]] for r in records], args.n)
-    for form in ("prob", "ratio"):
-        for score_end in (True, False):
-            scores, seconds = score_pool(records, task_cfg, policy, {"form": form, "score_end": score_end})
-            report(f"recompute form={form} score_end={score_end} ({seconds:.0f} s)", records, scores, args.n)
+    for options in VARIANTS:
+        scores, seconds = score_pool(records, task_cfg, policy, options)
+        report(f"recompute {json.dumps(options)} ({seconds:.0f} s)", records, scores, args.n)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ class SearchExperimentConfig(Section):
     budgets: list[int] = Field(default_factory=lambda: [1, 4, 16, 64])
     strategies: list[Literal[SEARCH_STRATEGIES]] = Field(default_factory=lambda: list(SEARCH_STRATEGIES))  # type: ignore[valid-type]
     verifiers: list[Literal["oracle", "prm", "recompute"]] = Field(
-        default_factory=lambda: ["oracle", "prm"], description="recompute: the policy re-derives each step's result"
+        default_factory=lambda: ["oracle", "prm"], description="recompute: the policy re-derives the numbers each step writes"
     )
     aggregate: Literal["last", "min", "prod", "mean"] = "last"
     beam_width: int = Field(4, ge=1)
@@ -121,7 +121,8 @@ def label_auc(examples: Sequence[PRMExample], oracle: Verifier) -> float | None:
 def strategies(cfg: SearchExperimentConfig, prm_path: str, policy: str | None = None) -> list[StrategyConfig]:
     """Every configured strategy with every configured verifier (majority once), at the configured budgets; each
     takes the experiment's settings that its section has (beam_width is beam's, not best-of-N's). The recompute
-    verifier's model is the policy (`policy`: its directory, default the configured preset's or path)."""
+    verifier's model is the policy (`policy`: its directory, default the configured preset's or path); its step
+    scores check each step on its own, not the prefix's value, so they aggregate by min, whatever `aggregate` says."""
     common = {"n": max(cfg.budgets), "budgets": cfg.budgets, "aggregate": cfg.aggregate}
     common |= {k: getattr(cfg, k) for k in ("beam_width", "lookahead", "max_rounds", "step_max_tokens")}
 
@@ -134,7 +135,12 @@ def strategies(cfg: SearchExperimentConfig, prm_path: str, policy: str | None = 
         policy = model_path(cfg.policy, cfg, progress=False)
     for verifier in cfg.verifiers:
         path = {"prm": prm_path, "recompute": policy}.get(verifier)
-        out += [section(name, verifier=verifier, verifier_path=path) for name in cfg.strategies if name != "majority"]
+        how = "min" if verifier == "recompute" else cfg.aggregate
+        out += [
+            section(name, verifier=verifier, verifier_path=path, aggregate=how)
+            for name in cfg.strategies
+            if name != "majority"
+        ]
     return out
 
 

@@ -1,21 +1,28 @@
-"""A generative verifier: a causal LM re-derives each step's result and is asked how likely the written one is.
+"""A generative verifier: a causal LM re-derives the numbers a step writes and is asked how likely the written ones are.
 
-A step's result is the last number written in it (`last_number`). The verifier model reads the prompt, the previous
-steps and the step up to just before that number (teacher forcing: one forward pass per solution covers all of its
-steps) and the step's score is its probability of the number's tokens, followed by the token that ends the number
-where the text has one (so a truncated "2" for "29" is not mistaken for a right answer):
+The verifier model reads the prompt, the previous steps and the step up to just before each scored number (teacher
+forcing: one forward pass per solution covers all of its steps), and the step's score is its probability of the
+numbers' tokens, each followed by the token that ends it where the text has one (so a truncated "2" for "29" is not
+mistaken for a right result). Which numbers (`numbers`):
 
-  prob   the product of those tokens' probabilities: P(written number | context).
+  all    every number in the step: the operands it copies from the question or earlier steps and its result
+         (default: it catches miscopied operands as well as wrong arithmetic, and selected best on the lab pool);
+  last   only the step's result, its last number.
+
+The score of a number (`form`):
+
+  prob   the product of its tokens' probabilities: P(written number | context) (default: ranks best on the lab pool).
   ratio  the product of p(token) / max p(any token) at each of those positions: 1.0 exactly when the written number is
          the model's greedy re-derivation, and smoothly lower the further the writing strays from it; a model that
          is unsure between two values does not penalize the one it prefers.
 
 A step without a number scores `neutral` (1.0: nothing to check). Each solution costs one verifier call over its
-tokens (2·N·tokens FLOPs), and none if no step has a number.
+tokens (2·N·tokens FLOPs), and none if no step has a number. See docs/search.md for the measurements.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Sequence
@@ -33,33 +40,46 @@ NUMBER = re.compile(r"\d+(?:\.\d+)?")  # no nested quantifiers: linear time on a
 SIGNED_AFTER = frozenset("=(:, \t\n")  # a '-' after one of these (or at the start) is a sign, not a minus
 
 
+def number_spans(text: str, which: str = "last") -> list[tuple[int, int]]:
+    """The character spans of the numbers in `text` (each with its sign when it has one): the last, or all."""
+    matches = NUMBER.finditer(text)
+    if which == "last":
+        last = None
+        for last in matches:
+            pass
+        matches = iter([last] if last else [])
+    spans = []
+    for match in matches:
+        start, end = match.span()
+        if start > 0 and text[start - 1] == "-" and (start == 1 or text[start - 2] in SIGNED_AFTER):
+            start -= 1
+        spans.append((start, end))
+    return spans
+
+
 def last_number(text: str) -> tuple[int, int] | None:
-    """The character span of the last number in `text` (with its sign when it has one), or None."""
-    match = None
-    for match in NUMBER.finditer(text):
-        pass
-    if match is None:
-        return None
-    start, end = match.span()
-    if start > 0 and text[start - 1] == "-" and (start == 1 or text[start - 2] in SIGNED_AFTER):
-        start -= 1
-    return start, end
+    """The character span of the last number in `text`, or None."""
+    spans = number_spans(text)
+    return spans[0] if spans else None
 
 
 @dataclass(frozen=True)
 class RecomputeOptions:
     """How a step's written result is scored (every field is part of the verifier's identity)."""
 
-    form: Literal["prob", "ratio"] = "ratio"
+    form: Literal["prob", "ratio"] = "prob"
     max_number_tokens: int = 16  # a longer number is scored on its first tokens (its probability only falls further)
     score_end: bool = True  # also score the token that ends the number
     neutral: float = 1.0  # the score of a step without a number
+    numbers: Literal["last", "all"] = "all"  # which of a step's numbers are scored: every one, or its result
 
     def __post_init__(self) -> None:
         if self.form not in ("prob", "ratio"):
             raise ValueError(f"recompute verifier: form must be 'prob' or 'ratio', not {self.form!r}")
         if self.max_number_tokens < 1:
             raise ValueError("recompute verifier: max_number_tokens must be at least 1")
+        if self.numbers not in ("last", "all"):
+            raise ValueError(f"recompute verifier: numbers must be 'last' or 'all', not {self.numbers!r}")
         if not 0.0 <= self.neutral <= 1.0:
             raise ValueError("recompute verifier: neutral must lie in [0, 1]")
 
@@ -73,27 +93,32 @@ class Encoded:
 
 
 def encode(tokenizer, prompt: str, steps: Sequence[str], delimiter: str, options: RecomputeOptions) -> Encoded:
-    """Token ids of prompt + steps joined by the delimiter and, for each step, the positions of its last number's
-    tokens, plus with `score_end` the token after them when the text has one (the solution's last token has no
-    successor: how a solution ends, EOS or a stop string, is not in its text)."""
+    """Token ids of prompt + steps joined by the delimiter and, for each step, the positions of its scored numbers'
+    tokens, each followed with `score_end` by the token after it when the text has one (the solution's last token
+    has no successor: how a solution ends, EOS or a stop string, is not in its text)."""
     text, spans = prompt, []
     for k, step in enumerate(steps):
         text += delimiter if k else ""
-        span = last_number(step)
-        spans.append(None if span is None else (len(text) + span[0], len(text) + span[1]))
+        spans.append([(len(text) + a, len(text) + b) for a, b in number_spans(step, options.numbers)])
         text += step
     try:
         encoded = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
     except NotImplementedError:
         raise ValueError("the recompute verifier needs a fast tokenizer (character offsets); this one is not") from None
     offsets = encoded["offset_mapping"]
+    ends = [b for _, b in offsets]
     targets: list[list[int] | None] = []
-    for span in spans:
-        covering = [] if span is None else [t for t, (a, b) in enumerate(offsets) if b > a and a < span[1] and b > span[0]]
-        covering = covering[: options.max_number_tokens]
-        if covering and options.score_end and covering[-1] + 1 < len(offsets):
-            covering.append(covering[-1] + 1)
-        targets.append([t for t in covering if t > 0] or None)  # the first token has no context to predict it
+    for step_spans in spans:
+        scored: set[int] = set()
+        for start, end in step_spans:
+            covering, t = [], bisect.bisect_right(ends, start)  # the first token ending after the number starts
+            while t < len(offsets) and offsets[t][0] < end and len(covering) < options.max_number_tokens:
+                covering += [t] if offsets[t][1] > offsets[t][0] else []
+                t += 1
+            if covering and options.score_end and covering[-1] + 1 < len(offsets):
+                covering.append(covering[-1] + 1)
+            scored.update(covering)
+        targets.append(sorted(t for t in scored if t > 0) or None)  # the first token has no context to predict it
     return Encoded(list(encoded["input_ids"]), targets)
 
 
