@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -178,3 +179,25 @@ def test_the_search_experiment_verifies_with_the_policy():
         ("best_of_n", "recompute", "policy-dir"),
     ]
     assert [getattr(s, "aggregate", None) for s in made] == [None, "last", "min"]  # local step checks: by min
+
+
+def test_an_evaluation_scores_its_pool_with_recompute(engine, tiny_model_dir, tmp_path):
+    from reasonscale.config import ModelConfig, RunConfig, SamplingConfig
+    from reasonscale.pipelines.evaluate import run_evaluation
+
+    key = f"recompute:{tiny_model_dir}"
+    cfg = RunConfig(
+        model=ModelConfig(path=str(tiny_model_dir)),
+        task=TaskConfig(name="lab", lab={"levels": [1], "per_level": 2}),
+        sampling=SamplingConfig(temperature=1.0, max_tokens=12),
+        strategies=[StrategyConfig(name="weighted_best_of_n", n=2, verifier=key, aggregate="min")],
+        output_dir=str(tmp_path / "run"),
+    )
+    run_evaluation(cfg, show_progress=False, engine_factory=lambda c: engine)
+    lines = (tmp_path / "run" / "results.jsonl").read_text().splitlines()
+    candidates = [c for line in lines for c in json.loads(line)["candidates"]]
+    assert len(candidates) == 4
+    for c in candidates:
+        steps = TASK.split_steps(c["text"])
+        assert len(c["step_scores"][key]) == len(steps) and all(0.0 <= s <= 1.0 for s in c["step_scores"][key])
+        assert (c["verifier_cost"][key]["tokens"] > 0) == any(last_number(s) for s in steps)

@@ -40,7 +40,7 @@ NUMBER = re.compile(r"\d+(?:\.\d+)?")  # no nested quantifiers: linear time on a
 SIGNED_AFTER = frozenset("=(:, \t\n")  # a '-' after one of these (or at the start) is a sign, not a minus
 
 
-def number_spans(text: str, which: str = "last") -> list[tuple[int, int]]:
+def number_spans(text: str, which: Literal["last", "all"] = "last") -> list[tuple[int, int]]:
     """The character spans of the numbers in `text` (each with its sign when it has one): the last, or all."""
     matches = NUMBER.finditer(text)
     if which == "last":
@@ -65,7 +65,7 @@ def last_number(text: str) -> tuple[int, int] | None:
 
 @dataclass(frozen=True)
 class RecomputeOptions:
-    """How a step's written result is scored (every field is part of the verifier's identity)."""
+    """How a step's written numbers are scored (every field is part of the verifier's identity)."""
 
     form: Literal["prob", "ratio"] = "prob"
     max_number_tokens: int = 16  # a longer number is scored on its first tokens (its probability only falls further)
@@ -130,7 +130,7 @@ def token_scores(logits: torch.Tensor, ids: torch.Tensor, form: str) -> torch.Te
 
 
 class RecomputeVerifier(Verifier):
-    """Scores each step by the verifier model's probability of re-deriving the result written in it."""
+    """Scores each step by the verifier model's probability of re-deriving the numbers written in it."""
 
     name = "recompute"
 
@@ -139,10 +139,10 @@ class RecomputeVerifier(Verifier):
 
         super().__init__()
         self.task = task
-        unknown = set(options) - set(RecomputeOptions.__dataclass_fields__)
+        known = RecomputeOptions.__dataclass_fields__
+        unknown = sorted(set(options) - set(known))
         if unknown:
-            raise ValueError(f"recompute verifier: unknown options {', '.join(sorted(unknown))} "
-                             f"(known: {', '.join(RecomputeOptions.__dataclass_fields__)})")
+            raise ValueError(f"recompute verifier: unknown options {', '.join(unknown)} (known: {', '.join(known)})")
         self.options = RecomputeOptions(**options)
         self.device = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
@@ -167,7 +167,7 @@ class RecomputeVerifier(Verifier):
         encoded = [
             encode(self.tokenizer, self.prompt(p), s, delimiter, self.options) for p, s in zip(problems, step_lists)
         ]
-        asked = sorted((i for i, e in enumerate(encoded) if any(encoded[i].targets)), key=lambda i: len(encoded[i].ids))
+        asked = sorted((i for i, e in enumerate(encoded) if any(e.targets)), key=lambda i: len(encoded[i].ids))
         scores = [[self.options.neutral] * len(e.targets) for e in encoded]
         costs = [Usage() for _ in encoded]
         for start in range(0, len(asked), self.batch_size):
