@@ -17,7 +17,7 @@ The score of a number (`form`):
          is unsure between two values does not penalize the one it prefers.
 
 A step without a number scores `neutral` (1.0: nothing to check). Each solution costs one verifier call over its
-tokens (2·N·tokens FLOPs), and none if no step has a number. See docs/search.md for the measurements.
+tokens (2·N·tokens FLOPs), and none if no step has a number. See docs/verifiers.md for the measurements.
 """
 
 from __future__ import annotations
