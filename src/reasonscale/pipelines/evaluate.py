@@ -33,7 +33,7 @@ from reasonscale.types import Completion, Problem, SamplingParams, Usage
 from reasonscale.verifiers import build_verifier
 from reasonscale.verifiers.base import Verifier
 
-MODEL_VERIFIERS = ("prm", "orm")
+MODEL_VERIFIERS = ("prm", "orm", "recompute")
 
 
 def uses_verifier(strategy: StrategyConfig) -> bool:

@@ -66,7 +66,9 @@ class SearchExperimentConfig(Section):
     prm: PRMStageConfig = Field(default_factory=PRMStageConfig)
     budgets: list[int] = Field(default_factory=lambda: [1, 4, 16, 64])
     strategies: list[Literal[SEARCH_STRATEGIES]] = Field(default_factory=lambda: list(SEARCH_STRATEGIES))  # type: ignore[valid-type]
-    verifiers: list[Literal["oracle", "prm"]] = Field(default_factory=lambda: ["oracle", "prm"])
+    verifiers: list[Literal["oracle", "prm", "recompute"]] = Field(
+        default_factory=lambda: ["oracle", "prm"], description="recompute: the policy re-derives the numbers each step writes"
+    )
     aggregate: Literal["last", "min", "prod", "mean"] = "last"
     beam_width: int = Field(4, ge=1)
     lookahead: int = Field(1, ge=0)
@@ -88,9 +90,11 @@ class SearchExperimentConfig(Section):
         return seeds
 
 
-def strategies(cfg: SearchExperimentConfig, prm_path: str) -> list[StrategyConfig]:
+def strategies(cfg: SearchExperimentConfig, prm_path: str, policy: str | None = None) -> list[StrategyConfig]:
     """Every configured strategy with every configured verifier (majority once), at the configured budgets; each
-    takes the experiment's settings that its section has (beam_width is beam's, not best-of-N's)."""
+    takes the experiment's settings that its section has (beam_width is beam's, not best-of-N's). The recompute
+    verifier's model is the policy (`policy`: its directory, default the configured preset's or path); its step
+    scores check each step on its own, not the prefix's value, so they aggregate by min, whatever `aggregate` says."""
     common = {"n": max(cfg.budgets), "budgets": cfg.budgets, "aggregate": cfg.aggregate}
     common |= {k: getattr(cfg, k) for k in ("beam_width", "lookahead", "max_rounds", "step_max_tokens")}
 
@@ -99,9 +103,16 @@ def strategies(cfg: SearchExperimentConfig, prm_path: str) -> list[StrategyConfi
         return StrategyConfig(name=name, **{k: v for k, v in {**common, **settings}.items() if k in fields})
 
     out = [section("majority")] if "majority" in cfg.strategies else []
+    if "recompute" in cfg.verifiers and policy is None:
+        policy = model_path(cfg.policy, cfg, progress=False)
     for verifier in cfg.verifiers:
-        path = prm_path if verifier == "prm" else None
-        out += [section(name, verifier=verifier, verifier_path=path) for name in cfg.strategies if name != "majority"]
+        path = {"prm": prm_path, "recompute": policy}.get(verifier)
+        how = "min" if verifier == "recompute" else cfg.aggregate
+        out += [
+            section(name, verifier=verifier, verifier_path=path, aggregate=how)
+            for name in cfg.strategies
+            if name != "majority"
+        ]
     return out
 
 

@@ -12,7 +12,8 @@ def build_verifier(name: str, task: Task, path: str | None = None, options: dict
     """The verifier called `name` for `task` (modules import lazily).
 
     `prm` and `orm` load a model from `path`, or from the name itself written `prm:PATH`; `options` override the
-    checkpoint's PRM format (step_separator, step_tag, good_token, bad_token, mode...).
+    checkpoint's PRM format (step_separator, step_tag, good_token, bad_token, mode...). `recompute` loads a causal LM
+    the same way; its options are `RecomputeOptions` (form, max_number_tokens, score_end, neutral).
     """
     kind, _, inline = name.partition(":")
     path = path or inline or None
@@ -20,9 +21,13 @@ def build_verifier(name: str, task: Task, path: str | None = None, options: dict
         from reasonscale.verifiers.oracle import OracleVerifier
 
         return OracleVerifier()
+    if kind in ("prm", "orm", "recompute") and path is None:
+        raise ValueError(f"verifier '{kind}' needs a model path: write '{kind}:PATH' or set verifier_path")
+    if kind == "recompute":
+        from reasonscale.verifiers.recompute import RecomputeVerifier
+
+        return RecomputeVerifier(path, task, **(options or {}))
     if kind in ("prm", "orm"):
-        if path is None:
-            raise ValueError(f"verifier '{kind}' needs a model path: write '{kind}:PATH' or set verifier_path")
         from reasonscale.verifiers.orm import ORMVerifier
         from reasonscale.verifiers.prm import PRMVerifier
         from reasonscale.verifiers.reward import RewardModelVerifier, is_reward_model
@@ -35,7 +40,7 @@ def build_verifier(name: str, task: Task, path: str | None = None, options: dict
             return RewardModelVerifier(path, task, **(options or {}))
 
         return (PRMVerifier if kind == "prm" else ORMVerifier)(path, task, **(options or {}))
-    raise ValueError(f"unknown verifier '{name}': available: oracle (lab task), prm:PATH, orm:PATH")
+    raise ValueError(f"unknown verifier '{name}': available: oracle (lab task), prm:PATH, orm:PATH, recompute:PATH")
 
 
 __all__ = ["Verifier", "aggregate", "build_verifier"]
