@@ -123,3 +123,13 @@ def test_two_seeds_are_evaluated_apart_and_averaged_over_problems(tiny_model_dir
 def test_seeds_must_be_distinct(tiny_model_dir, tmp_path):
     with pytest.raises(ConfigError, match="distinct"):
         load_config(write_config(tmp_path, tiny_model_dir, seeds=[1, 1]), model=SearchExperimentConfig)
+
+
+def test_search_verifiers_limit_the_step_searches_not_the_pool():
+    cfg = SearchExperimentConfig(
+        strategies=["majority", "weighted_best_of_n", "beam"], verifiers=["oracle", "prm"], search_verifiers=["prm"]
+    )
+    chosen = [(s.name, getattr(s, "verifier", None)) for s in search_experiment.strategies(cfg, "prm-dir", "policy")]
+    assert chosen == [("majority", None), ("weighted_best_of_n", "oracle"), ("weighted_best_of_n", "prm"), ("beam", "prm")]
+    with pytest.raises(ValueError, match="search_verifiers"):
+        SearchExperimentConfig(verifiers=["oracle"], search_verifiers=["prm"])

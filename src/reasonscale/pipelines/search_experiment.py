@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig, load_config
 from reasonscale.data.prm_labels import PRMExample, build_prm_examples, save_examples
@@ -38,6 +38,7 @@ from reasonscale.types import SamplingParams
 from reasonscale.verifiers import build_verifier
 from reasonscale.verifiers.metrics import label_auc, roc_auc, step_auc, verifier_metrics  # noqa: F401 (old home)
 
+POOL_STRATEGIES = ("majority", "best_of_n", "weighted_best_of_n")
 SEARCH_STRATEGIES = ("majority", "best_of_n", "weighted_best_of_n", "beam", "lookahead", "dvts")
 
 
@@ -69,6 +70,11 @@ class SearchExperimentConfig(Section):
     verifiers: list[Literal["oracle", "prm", "recompute"]] = Field(
         default_factory=lambda: ["oracle", "prm"], description="recompute: the policy re-derives the numbers each step writes"
     )
+    search_verifiers: list[Literal["oracle", "prm", "recompute"]] | None = Field(
+        None,
+        description="the verifiers that guide the step-wise searches (beam, lookahead, dvts), each of which generates "
+        "its own samples (default: all of `verifiers`); every verifier still selects from the shared pool",
+    )
     aggregate: Literal["last", "min", "prod", "mean"] = "last"
     beam_width: int = Field(4, ge=1)
     lookahead: int = Field(1, ge=0)
@@ -81,6 +87,13 @@ class SearchExperimentConfig(Section):
         "averages over them",
     )
     output_dir: str = "runs/lab-search"
+
+    @model_validator(mode="after")
+    def _search_verifiers_are_verifiers(self) -> SearchExperimentConfig:
+        unknown = set(self.search_verifiers or ()) - set(self.verifiers)
+        if unknown:
+            raise ValueError(f"search_verifiers {sorted(unknown)} are not in verifiers {self.verifiers}")
+        return self
 
     @field_validator("seeds")
     @classmethod
@@ -108,10 +121,11 @@ def strategies(cfg: SearchExperimentConfig, prm_path: str, policy: str | None = 
     for verifier in cfg.verifiers:
         path = {"prm": prm_path, "recompute": policy}.get(verifier)
         how = "min" if verifier == "recompute" else cfg.aggregate
+        searches = cfg.search_verifiers is None or verifier in cfg.search_verifiers
         out += [
             section(name, verifier=verifier, verifier_path=path, aggregate=how)
             for name in cfg.strategies
-            if name != "majority"
+            if name != "majority" and (name in POOL_STRATEGIES or searches)
         ]
     return out
 
