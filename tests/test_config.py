@@ -134,9 +134,10 @@ def test_example_search_config_stays_valid():
     from reasonscale.pipelines.search_experiment import SearchExperimentConfig, strategies
 
     cfg = load_config(Path(__file__).parent.parent / "examples" / "lab_search.yaml", model=SearchExperimentConfig)
-    built = RunConfig(model={"path": "m"}, task={"name": "lab"}, strategies=strategies(cfg, "/prm"))
+    built = RunConfig(model={"path": "m"}, task={"name": "lab"}, strategies=strategies(cfg, "/prm", policy="m"))
     names = {type(s).__name__ for s in built.strategies}
-    assert {"MajorityConfig", "BeamConfig", "LookaheadConfig", "DVTSConfig", "BestOfNConfig"} <= names
+    assert {"MajorityConfig", "BeamConfig", "BestOfNConfig", "WeightedBestOfNConfig"} <= names
+    assert {s.verifier for s in built.strategies if type(s).__name__ == "BeamConfig"} == set(cfg.search_verifiers)
 
 
 def test_budgets_set_n_and_may_not_exceed_it():
