@@ -129,3 +129,28 @@ def test_oracle_labels_end_to_end_make_no_rollout_calls(tiny_model_dir, tmp_path
     assert info["labels"] == "oracle" and info["hard_negatives"] > 0 and info["steps"] >= 1
     assert json.loads((path / "training.json").read_text()) == info
     assert path.name == prm_identity(cfg, str(tiny_model_dir), tmp_path / "prm_data.jsonl")
+
+
+class Sixteen(Engine):
+    """Solutions "a / b / so 7"; from the prefix "a", rollouts whose index is a multiple of 4 go wrong."""
+
+    model_id = "sixteen"
+
+    def __init__(self):
+        self.indices: list[int] = []
+
+    def complete(self, requests, params):
+        self.indices += [r.index for r in requests if r.prompt != "q0\n"]
+        texts = {"q0\n": "a\nb\nso 7", "q0\na\n": "b\nso 7", "q0\na\nb\n": "so 7"}
+        return [Completion("c\nso 3" if r.prompt == "q0\na\n" and r.index % 4 == 0 else texts[r.prompt], "stop",
+                           len(r.prompt), 4) for r in requests]
+
+
+def test_sixteen_rollouts_label_in_sixteenths():
+    from toys import LastWordTask
+
+    from reasonscale.data.prm_labels import build_prm_examples
+
+    task, engine = LastWordTask(), Sixteen()
+    [e] = build_prm_examples(task, engine, task.load(), ["q0\n"], SamplingParams(temperature=1.0), 1, rollouts=16)
+    assert e.soft == [12 / 16, 1.0, 1.0] and sorted(engine.indices) == sorted(list(range(16)) * 2)
