@@ -12,7 +12,8 @@ test problem in its `eval/results.jsonl`, whose oracle step scores are the truth
                 store is copied so its cached samples are reused)
 
 Printed per variant: pooled step ROC AUC on first-error labels, within-problem AUC of final scores (mean over
-problems with both right and wrong samples), best-of-N and PRM-weighted best-of-N accuracy against majority@N
+problems with both right and wrong samples), near-miss accuracy (how often a right step outscores itself with its
+last number made wrong), best-of-N and PRM-weighted best-of-N accuracy against majority@N
 (with standard errors, and the paired difference to majority). Read-only on the run; all output in `--work`.
 
     PYTHONPATH=src python benchmarks/prm_variants.py --run runs/lab-search-default --variants mc oracle mc+hn4
@@ -78,19 +79,39 @@ def pool(run: Path, size: int):
     return task, [(problems[r["id"]], r["candidates"][:size]) for r in records]
 
 
-def score_pool(task, items, prm_path: Path) -> list[list[list[float]]]:
-    """The PRM's step scores of every candidate, problem by problem."""
-    verifier = build_verifier("prm", task, str(prm_path))
-    flat = [(p, task.split_steps(c["text"])) for p, cands in items for c in cands]
+def score_all(verifier, flat: list[tuple]) -> list[list[float]]:
+    """Step scores of (problem, steps) pairs, in chunks."""
     scores: list[list[float]] = []
     for i in range(0, len(flat), 256):
         chunk = flat[i : i + 256]
         scores += verifier.score([p for p, _ in chunk], [s for _, s in chunk])
+    return scores
+
+
+def score_pool(task, items, verifier) -> list[list[list[float]]]:
+    """The PRM's step scores of every candidate, problem by problem."""
+    scores = score_all(verifier, [(p, task.split_steps(c["text"])) for p, cands in items for c in cands])
     out, at = [], 0
     for _, cands in items:
         out.append(scores[at : at + len(cands)])
         at += len(cands)
     return out
+
+
+def near_miss_accuracy(task, items, scores: list[list[list[float]]], verifier) -> float:
+    """How often the PRM scores a right step (in a solution right so far) above the same step with its last number
+    made wrong (`hard_negatives`, one per step): whether it checks arithmetic."""
+    originals, flat = [], []
+    for (problem, cands), per in zip(items, scores):
+        for c, s in zip(cands, per):
+            steps = task.split_steps(c["text"])
+            labels = [float(v) for v in c["step_scores"]["oracle"]]
+            example = PRMExample(problem.id, problem.question, "", steps, labels, labels, bool(c["correct"]))
+            for negative in hard_negatives([example], 1, seed=1):
+                originals.append(s[len(negative.steps) - 1])
+                flat.append((problem, negative.steps))
+    wrong = [s[-1] for s in score_all(verifier, flat)]
+    return statistics.fmean(float(a > b) for a, b in zip(originals, wrong))
 
 
 def pick_best(finals: list[float], answers: list[str | None]) -> int | None:
@@ -162,15 +183,18 @@ def main() -> None:
     for name in args.variants:
         examples = training_set(name, args.run, args.work, policy)
         result = train_prm(examples, policy, args.work / name, TRAIN, device="cpu")
-        rows[name] = metrics(items, score_pool(task, items, result.path))
+        verifier = build_verifier("prm", task, str(result.path))
+        scores = score_pool(task, items, verifier)
+        rows[name] = metrics(items, scores) | {"near_miss": near_miss_accuracy(task, items, scores, verifier)}
         rows[name] |= {"examples": len(examples), "train_s": result.seconds}
         print(json.dumps({"variant": name, **rows[name]}), flush=True)
     n = args.pool
-    print(f"\n| variant | train examples | step AUC | within-problem AUC | best-of-{n} | weighted best-of-{n} | "
-          f"majority@{n} | weighted - majority |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"\n| variant | train examples | step AUC | within-problem AUC | near-miss acc. | best-of-{n} | "
+          f"weighted best-of-{n} | majority@{n} | weighted - majority |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, m in rows.items():
-        print(f"| {name} | {m.get('examples', '')} | {m['step_auc']:.3f} | {m['within_auc']:.3f} | "
+        near = f"{m['near_miss']:.3f}" if "near_miss" in m else ""
+        print(f"| {name} | {m.get('examples', '')} | {m['step_auc']:.3f} | {m['within_auc']:.3f} | {near} | "
               f"{m['best']:.3f} ± {m['best_se']:.3f} | {m['weighted']:.3f} ± {m['weighted_se']:.3f} | "
               f"{m['majority']:.3f} ± {m['majority_se']:.3f} | "
               f"{m['weighted_minus_majority']:+.3f} ± {m['paired_se']:.3f} |")
