@@ -8,8 +8,9 @@ test problem in its `eval/results.jsonl`, whose oracle step scores are the truth
   oracle        the same solutions labelled by the exact oracle (1 up to the first wrong step, 0 from it on)
   mc+hnK        mc with K near-miss copies per step labelled 1 (`data.prm_labels.hard_negatives`)
   oracle+hnK    oracle with them
-  oracle-moreN  oracle labels on N training problems per level, sampled from the policy (`--more N`; the run's
-                store is copied so its cached samples are reused)
+  oracle-moreN  oracle labels on N training problems per level, sampled from the policy (the run's store is
+                copied so its cached samples are reused)
+  ...@eE        any of these trained for E epochs instead of 4 (e.g. oracle@e16)
 
 Printed per variant: pooled step ROC AUC on first-error labels, within-problem AUC of final scores (mean over
 problems with both right and wrong samples), near-miss accuracy (how often a right step outscores itself with its
@@ -42,13 +43,20 @@ from reasonscale.verifiers import build_verifier
 TRAIN = PRMTrainConfig(mode="token", target="soft", epochs=4, batch_size=32, lr=1e-3, rank_weight=0.5)
 
 
+def settings(name: str) -> PRMTrainConfig:
+    """The training settings of variant `name`: the run's, with `@eE` its epochs."""
+    _, _, epochs = name.partition("@e")
+    return TRAIN.model_copy(update={"epochs": float(epochs)}) if epochs else TRAIN
+
+
 def training_set(name: str, run: Path, work: Path, policy: str) -> list[PRMExample]:
     """The examples variant `name` trains on (hard negatives included)."""
-    base, _, negatives = name.partition("+hn")
+    base, _, negatives = name.partition("@e")[0].partition("+hn")
     if base == "mc":
         examples = load_examples(run / "prm_data.jsonl")
     elif base == "oracle":
-        examples = relabel(load_examples(run / "prm_data.jsonl"), build_verifier("oracle", build_task(TaskConfig(name="lab"))))
+        oracle = build_verifier("oracle", build_task(TaskConfig(name="lab")))
+        examples = relabel(load_examples(run / "prm_data.jsonl"), oracle)
     elif base.startswith("oracle-more"):
         examples = sampled(int(base.removeprefix("oracle-more")), run, work, policy)
     else:
@@ -182,7 +190,7 @@ def main() -> None:
     rows = {"run's PRM (stored scores)": metrics(items, stored_scores(items, args.run))}
     for name in args.variants:
         examples = training_set(name, args.run, args.work, policy)
-        result = train_prm(examples, policy, args.work / name, TRAIN, device="cpu")
+        result = train_prm(examples, policy, args.work / name, settings(name), device="cpu")
         verifier = build_verifier("prm", task, str(result.path))
         scores = score_pool(task, items, verifier)
         rows[name] = metrics(items, scores) | {"near_miss": near_miss_accuracy(task, items, scores, verifier)}
