@@ -122,6 +122,32 @@ def near_miss_accuracy(task, items, scores: list[list[list[float]]], verifier) -
     return statistics.fmean(float(a > b) for a, b in zip(originals, wrong))
 
 
+@torch.no_grad()
+def policy_near_miss_accuracy(task, items, policy: str, per_problem: int = 4) -> float:
+    """The same near-miss test for the policy itself: how often log P(step | solution so far) is higher for the right
+    step than for its near miss (whether a generative check could work where the trained head does not)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer, model = AutoTokenizer.from_pretrained(policy), AutoModelForCausalLM.from_pretrained(policy).eval()
+
+    def logp(context: str, step: str) -> float:
+        start, ids = len(tokenizer(context)["input_ids"]), tokenizer(context + step)["input_ids"]
+        logits = model(torch.tensor([ids])).logits[0, :-1].log_softmax(-1)
+        return sum(logits[t - 1, ids[t]].item() for t in range(start, len(ids)))
+
+    wins = []
+    for problem, cands in items:
+        for c in cands[:per_problem]:
+            steps = task.split_steps(c["text"])
+            labels = [float(v) for v in c["step_scores"]["oracle"]]
+            example = PRMExample(problem.id, problem.question, "", steps, labels, labels, bool(c["correct"]))
+            for negative in hard_negatives([example], 1, seed=1):
+                i = len(negative.steps) - 1
+                context = task.format_prompt(problem) + "".join(step + "\n" for step in steps[:i])
+                wins.append(float(logp(context, steps[i] + "\n") > logp(context, negative.steps[i] + "\n")))
+    return statistics.fmean(wins)
+
+
 def pick_best(finals: list[float], answers: list[str | None]) -> int | None:
     ranked = [(s, -i) for i, (s, a) in enumerate(zip(finals, answers)) if a is not None]
     return -max(ranked)[1] if ranked else None
@@ -181,6 +207,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=["mc", "oracle", "mc+hn4", "oracle+hn4"])
     parser.add_argument("--pool", type=int, default=16, help="first samples of each test problem to select from")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--policy-check", action="store_true", help="also the policy's own near-miss accuracy")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from reasonscale.lab.train import train_preset
@@ -188,6 +215,8 @@ def main() -> None:
     policy = str(train_preset(args.policy, progress=False))
     task, items = pool(args.run, args.pool)
     rows = {"run's PRM (stored scores)": metrics(items, stored_scores(items, args.run))}
+    if args.policy_check:  # assumes a character-level tokenizer, as the lab's (a context's tokens prefix its step's)
+        print(f"policy log-likelihood near-miss accuracy: {policy_near_miss_accuracy(task, items, policy):.3f}")
     for name in args.variants:
         examples = training_set(name, args.run, args.work, policy)
         result = train_prm(examples, policy, args.work / name, settings(name), device="cpu")
