@@ -23,7 +23,13 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig, load_config
-from reasonscale.data.prm_labels import PRMExample, build_prm_examples, save_examples
+from reasonscale.data.prm_labels import (
+    PRMExample,
+    build_prm_examples,
+    hard_negatives,
+    save_examples,
+    verified_prm_examples,
+)
 from reasonscale.engines import build_engine
 from reasonscale.engines.cached import CachedEngine
 from reasonscale.identity import digest, model_identity
@@ -47,7 +53,15 @@ class PRMStageConfig(Section):
 
     train_per_level: int = Field(60, ge=1, description="training problems per level to sample and roll out")
     samples: int = Field(4, ge=1, description="policy solutions per training problem")
-    rollouts: int = Field(8, ge=1, description="Monte-Carlo completions per step prefix")
+    labels: Literal["mc", "oracle"] = Field(
+        "mc",
+        description="step labels: Monte-Carlo rollouts (mc, as the paper), or the task's exact oracle verifier "
+        "(1 up to the first wrong step, 0 from it on; no rollouts: the label-quality upper bound)",
+    )
+    rollouts: int = Field(8, ge=1, description="Monte-Carlo completions per step prefix (labels: mc)")
+    hard_negatives: int = Field(
+        0, ge=0, description="near-miss copies per step labelled 1, its last number made wrong and labelled 0"
+    )
     completer: str | None = Field(
         None,
         description="lab preset or model directory that rolls out step prefixes (default: the policy, as in the "
@@ -145,7 +159,8 @@ def model_path(name: str, cfg: SearchExperimentConfig, progress: bool) -> str:
 
 
 def prm_examples(cfg: SearchExperimentConfig, policy: str, out: Path, progress: bool) -> list[PRMExample]:
-    """Monte-Carlo labelled solutions of the policy on training problems (every sample cached in the store)."""
+    """The policy's solutions to training problems, labelled by Monte-Carlo rollouts or by the oracle (`prm.labels`;
+    every sample cached in the store)."""
     task_cfg = cfg.task.model_copy(update={"split": "train", "limit": None})
     task_cfg.lab = task_cfg.lab.model_copy(update={"per_level": cfg.prm.train_per_level})
     task = build_task(task_cfg)
@@ -154,7 +169,8 @@ def prm_examples(cfg: SearchExperimentConfig, policy: str, out: Path, progress: 
     params = SamplingParams(
         temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=task.solution_stop, seed=s.seed
     )
-    completer_path = model_path(cfg.prm.completer, cfg, progress) if cfg.prm.completer else None
+    rolls_out = cfg.prm.labels == "mc" and cfg.prm.completer
+    completer_path = model_path(cfg.prm.completer, cfg, progress) if rolls_out else None
     with ExitStack() as stack, Progress(enabled=progress, label="PRM data: training problems") as bars:
         store = Store(out / "store.sqlite")
         stack.callback(store.close)  # closed last, after the engines that write to it
@@ -166,21 +182,28 @@ def prm_examples(cfg: SearchExperimentConfig, policy: str, out: Path, progress: 
         bars.start(len(problems))
         engine, completer = cached(policy), cached(completer_path) if completer_path else None
         prompts = [task.format_prompt(p) for p in problems]
-        examples = build_prm_examples(
-            task, engine, problems, prompts, params, cfg.prm.samples, cfg.prm.rollouts, completer
-        )
+        if cfg.prm.labels == "oracle":
+            oracle = build_verifier("oracle", task)
+            examples = verified_prm_examples(task, engine, problems, prompts, params, oracle, cfg.prm.samples)
+        else:
+            examples = build_prm_examples(
+                task, engine, problems, prompts, params, cfg.prm.samples, cfg.prm.rollouts, completer
+            )
         bars.problems(len(problems))
     save_examples(examples, out / "prm_data.jsonl")
     return examples
 
 
 def prm_identity(cfg: SearchExperimentConfig, base: str, data: Path) -> str:
-    """The identity of a trained PRM: its base model's content, its training data and every training setting
-    (the device included: CUDA and CPU kernels train different weights)."""
+    """The identity of a trained PRM: its base model's content, its training data (the labelled solutions, how they
+    were labelled, the hard negatives added to them) and every training setting (the device included: CUDA and CPU
+    kernels train different weights)."""
     return digest(
         {
             "base": model_identity(base),
             "data": hashlib.sha256(data.read_bytes()).hexdigest(),
+            "labels": cfg.prm.labels,
+            "hard_negatives": cfg.prm.hard_negatives,
             "train": cfg.prm.train.model_dump(),
             "device": torch.device(resolve_device(cfg.device)).type,
         }
@@ -190,17 +213,21 @@ def prm_identity(cfg: SearchExperimentConfig, base: str, data: Path) -> str:
 def trained_prm(
     cfg: SearchExperimentConfig, policy: str, examples: list[PRMExample], out: Path, progress: bool
 ) -> tuple[Path, dict]:
-    """Train the PRM into `out/prm/<key>`, keyed by everything that produced it, or reuse the one found there."""
+    """Train the PRM into `out/prm/<key>`, keyed by everything that produced it, or reuse the one found there; the
+    training set is `examples` and, with `prm.hard_negatives`, their near-miss copies."""
     base = model_path(cfg.prm.base, cfg, progress) if cfg.prm.base else policy
     key = prm_identity(cfg, base, out / "prm_data.jsonl")
     path = out / "prm" / key
     info_file = path / "training.json"  # written last: its presence means the PRM is complete
     if info_file.is_file():
         return path, json.loads(info_file.read_text())
-    result = train_prm(examples, base, path, cfg.prm.train, device=cfg.device)
+    negatives = hard_negatives(examples, cfg.prm.hard_negatives, cfg.prm.train.seed)
+    result = train_prm([*examples, *negatives], base, path, cfg.prm.train, device=cfg.device)
     info = {
         "key": key,
         "base": model_identity(base),
+        "labels": cfg.prm.labels,
+        "hard_negatives": len(negatives),
         "steps": result.steps,
         "seconds": result.seconds,
         "first_loss": result.losses[0],
