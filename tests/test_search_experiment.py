@@ -57,6 +57,12 @@ def test_search_experiment_reports_every_strategy_and_resumes(tiny_model_dir, tm
     assert "## Process reward model" in report and "accuracy.png" in report and "| within-problem AUC" in report
     assert set(prm["verifier"]["by_level"]) == {"1", "2"} and set(prm["verifier"]["all"]["selection"]) == {"2"}
     assert summary["seeds"] == [0] and (tmp_path / "run" / "report.md").is_file()
+    prm_key = prm["verifier"]["verifier"]
+    assert set(summary["verifiers"]) == {"oracle", prm_key}  # every verifier measured on the same pool
+    assert summary["verifiers"][prm_key]["all"] == prm["verifier"]["all"]
+    assert summary["verifiers"]["oracle"]["all"]["step_auc_first_error"] in (1.0, None)  # the oracle against itself
+    top = (tmp_path / "run" / "report.md").read_text()
+    assert "## Every verifier on the pools" in top and f"| {prm_key} |" in top
     assert json.loads((tmp_path / "run" / "eval" / "summary.json").read_text())["accuracy"] == summary["accuracy"]
     prm_dir = Path(prm["path"])
     assert prm_dir.parent == tmp_path / "run" / "prm" and prm["completer_is_policy"]

@@ -1,10 +1,10 @@
 """The verifier-guided search experiment on the lab domain (Snell et al. 2024, section 5).
 
 1. Train (or reuse) the policy preset.  2. Label its solutions to training problems step by step with Monte-Carlo
-rollouts.  3. Train a PRM on them.  4. Evaluate majority, best-of-N, weighted best-of-N, beam, lookahead and DVTS
-at every budget, guided by the oracle and by the PRM, on the test problems.  5. Measure the PRM on the evaluation's
-sample pools (`verifiers.metrics`: pooled and within-problem AUC, selection accuracy) and write everything to the
-report. With several sampling `seeds`, step 4 runs once per seed (the PRM is trained once) and the experiment's
+rollouts (or the exact oracle, `prm.labels`).  3. Train a PRM on them.  4. Evaluate majority, best-of-N, weighted
+best-of-N, beam, lookahead and DVTS at every budget, guided by each configured verifier (oracle, PRM, recompute),
+on the test problems.  5. Measure every verifier on the evaluation's sample pools (`verifiers.metrics`: pooled and
+within-problem AUC, selection accuracy) and write everything to the report. With several sampling `seeds`, step 4 runs once per seed (the PRM is trained once) and the experiment's
 summary averages over them.
 Every sample is cached in the run's store and the PRM is reused when its data and settings are unchanged, so a
 stopped run resumes where it was.
@@ -82,7 +82,8 @@ class SearchExperimentConfig(Section):
     budgets: list[int] = Field(default_factory=lambda: [1, 4, 16, 64])
     strategies: list[Literal[SEARCH_STRATEGIES]] = Field(default_factory=lambda: list(SEARCH_STRATEGIES))  # type: ignore[valid-type]
     verifiers: list[Literal["oracle", "prm", "recompute"]] = Field(
-        default_factory=lambda: ["oracle", "prm"], description="recompute: the policy re-derives the numbers each step writes"
+        default_factory=lambda: ["oracle", "prm"],
+        description="recompute: the policy re-derives the numbers each step writes",
     )
     search_verifiers: list[Literal["oracle", "prm", "recompute"]] | None = Field(
         None,
@@ -277,6 +278,7 @@ def run_search_experiment(
     prm_key = next((verifier_key(s) for s in runs[0][0].strategies if getattr(s, "verifier", None) == "prm"), None)
     for run_cfg, summary, records in runs:
         summary["prm"] = prm_metrics(cfg, examples, records, training, prm_key, prm_path)
+        summary["verifiers"] = every_verifier_metrics(cfg, run_cfg, records)
         (Path(run_cfg.output_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
         append_prm_section(Path(run_cfg.output_dir) / "report.md", summary)
     merged = mean_over_seeds([records for _, _, records in runs])
@@ -285,6 +287,7 @@ def run_search_experiment(
     summary = {**summarize(merged, runs[0][0], usage), "seeds": seeds}
     every_seed = [r for _, _, records in runs for r in records]
     summary["prm"] = prm_metrics(cfg, examples, every_seed, training, prm_key, prm_path)
+    summary["verifiers"] = every_verifier_metrics(cfg, runs[0][0], every_seed)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     append_prm_section(write_report(out, summary), summary)
     return summary
@@ -320,6 +323,29 @@ def prm_metrics(
         metrics["step_auc_all_steps"] = found["all"]["step_auc_all_steps"]
         metrics["verifier"] = found
     return metrics
+
+
+def every_verifier_metrics(cfg: SearchExperimentConfig, run_cfg: RunConfig, records: list[dict]) -> dict[str, dict]:
+    """`verifier_metrics` of every verifier the run used, each with the final-score aggregate its strategies use."""
+    if not any(r.get("candidates") for r in records):
+        return {}
+    task = build_task(cfg.task)
+    budgets = [n for n in cfg.budgets if n > 1]
+    how = {verifier_key(s): s.aggregate for s in run_cfg.strategies if verifier_key(s) and hasattr(s, "aggregate")}
+    return {key: verifier_metrics(records, key, budgets, agg, task.group_answers) for key, agg in how.items()}
+
+
+def verifier_comparison(found: dict[str, dict]) -> list[str]:
+    """A Markdown table with one row per verifier: its AUCs and, at every budget, weighted vote against majority."""
+    budgets = list(next(iter(found.values()))["all"]["selection"]) if found else []
+    head = ["verifier", "step AUC (first error)", "within-problem AUC", *(f"weighted - majority @{n}" for n in budgets)]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, m in found.items():
+        a = m["all"]
+        gains = [_gain(a["selection"].get(n)) for n in budgets]
+        cells = [key, _fmt(a["step_auc_first_error"]), _within(a["within_problem_auc"]), *gains]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
 
 
 def _fmt(value: float | None) -> str:
@@ -369,24 +395,30 @@ def _gain(point: dict[str, Any] | None) -> str:
     return f"{gain['mean']:+.3f} ± {gain['se']:.3f}"
 
 
+def _label_source(m: dict[str, Any], training: dict[str, Any]) -> str:
+    if training.get("labels") == "oracle":
+        return "Each step labelled by the exact oracle (first-error labels): the label-quality upper bound."
+    source = f"Each step labelled by {m['rollouts']} rollouts of `{m['completer']}`. "
+    if m["completer_is_policy"]:
+        return source + (
+            "They come from the policy being searched, as in Snell et al. (2024): a label is the step's value under "
+            "that policy."
+        )
+    return source + (
+        "They do not come from the policy: a label is the step's value under that model (as Math-Shepherd's "
+        "completer), not under the policy being searched."
+    )
+
+
 def append_prm_section(report: Path, summary: dict[str, Any]) -> None:
     """Add the PRM measurements to the run's Markdown report."""
     m, t = summary["prm"], summary["prm"]["training"]
     lines = [
         "## Process reward model",
         "",
-        (
-            f"Trained on {m['train_solutions']} policy solutions ({m['train_steps']} steps, policy accuracy "
-            f"{m['train_solution_accuracy']:.3f}), each step labelled by {m['rollouts']} rollouts of "
-            f"`{m['completer']}`; {t['steps']} optimizer steps in {t['seconds']:.0f} s. "
-        )
-        + (
-            "The rollouts come from the policy being searched, as in Snell et al. (2024): a label is the step's value "
-            "under that policy."
-            if m["completer_is_policy"]
-            else f"The rollouts come from `{m['completer']}`, not from the policy: a label is the step's value under "
-            "that model (as Math-Shepherd's completer), not under the policy being searched."
-        ),
+        f"Trained on {m['train_solutions']} policy solutions ({m['train_steps']} steps, policy accuracy "
+        f"{m['train_solution_accuracy']:.3f}); {t['steps']} optimizer steps in {t['seconds']:.0f} s. "
+        + _label_source(m, t),
         "",
         f"Monte-Carlo labels vs oracle, step ROC AUC (first-error labels): {_fmt(m['mc_label_auc'])}.",
     ]
@@ -402,6 +434,16 @@ def append_prm_section(report: Path, summary: dict[str, Any]) -> None:
             "oracle best is any sample of the group right (pass@N). ± is the standard error over problems.",
             "",
             *verifier_rows(m["verifier"]),
+        ]
+    if summary.get("verifiers"):
+        lines += [
+            "",
+            "## Every verifier on the pools",
+            "",
+            "Each with the final score its strategies use; weighted - majority is the paired gain of the verifier-"
+            "weighted vote over majority on the same samples, ± its standard error over problems.",
+            "",
+            *verifier_comparison(summary["verifiers"]),
         ]
     with report.open("a") as fh:
         fh.write("\n" + "\n".join(lines) + "\n")
