@@ -335,3 +335,21 @@ def test_the_lab_family_spans_over_ten_times_in_parameters_on_the_same_data():
     data = {(p.train.max_steps, p.train.batch_size, p.train.seed, tuple(p.train.level_weights.items()))
             for p in FAMILY.values()}
     assert len(data) == 1  # one training stream: the same D tokens for every member
+
+
+def test_predicted_bins_never_come_from_the_oracle():
+    from reasonscale.config import DifficultySettings
+    from reasonscale.pipelines import evaluate
+
+    cfg = RunConfig(
+        model={"path": "m"},
+        task={"name": "lab"},
+        strategies=[StrategyConfig(name="best_of_n", n=2, verifier="oracle")],
+    )
+    records = [
+        {"id": str(i), "candidates": [{"correct": 1.0, "step_scores": {"oracle": [1.0]}}] * 2} for i in range(5)
+    ]
+    evaluate.difficulty_bins(records, cfg)
+    assert all(r["bins"]["predicted"] is None for r in records)  # the oracle reads gold answers: no prediction
+    with pytest.raises(ValueError, match="gold answer"):
+        DifficultySettings(verifier="oracle")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -243,9 +243,16 @@ class DifficultySettings(Section):
     bins: int = Field(5, ge=1, description="quantile bins, 1 the easiest")
     verifier: str | None = Field(
         None, description="key of the verifier whose mean final score predicts difficulty (default: the first "
-        "strategy's verifier), e.g. oracle or prm:PATH"
+        "strategy's verifier that reads no gold answer), e.g. prm@KEY; never the oracle"
     )
     edges: list[float] | None = Field(None, description="fixed predicted-bin edges (from `reasonscale scaling fit`)")
+
+    @field_validator("verifier")
+    @classmethod
+    def _no_gold(cls, verifier: str | None) -> str | None:
+        if verifier == "oracle":
+            raise ValueError("predicted bins must not read a gold answer: choose a learned verifier, not the oracle")
+        return verifier
 
 
 class PolicyChoice(Section):

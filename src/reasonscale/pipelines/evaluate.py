@@ -65,11 +65,20 @@ def run_key(cfg: RunConfig, policy: str | None = None) -> str:
     return digest({"config": data, "policy": policy or engine_identity(cfg.model), "verifiers": verifiers})
 
 
+GOLD_VERIFIERS = frozenset({"oracle"})  # they read the gold answer: never a predictor of difficulty
+
+
+def binning_verifier(cfg: RunConfig) -> str | None:
+    """The key of the verifier whose scores predict difficulty: the configured one, else the first strategy's
+    verifier that reads no gold answer (None: the run has none, so no predicted bins)."""
+    keys = [verifier_key(s) for s in cfg.strategies if uses_verifier(s) and s.verifier not in GOLD_VERIFIERS]
+    return cfg.difficulty.verifier or (keys[0] if keys else None)
+
+
 def difficulty_bins(records: list[dict[str, Any]], cfg: RunConfig) -> dict[str, list[float]]:
     """Put each question's oracle and predicted difficulty bin in its record; returns the bin edges used."""
-    keys = [verifier_key(s) for s in cfg.strategies if uses_verifier(s)]
     d = cfg.difficulty
-    return assign_bins(records, d.verifier or (keys[0] if keys else None), d.bins, d.edges)
+    return assign_bins(records, binning_verifier(cfg), d.bins, d.edges)
 
 
 def cost(usage: Usage, engine: Engine) -> dict[str, float]:

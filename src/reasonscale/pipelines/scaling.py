@@ -19,7 +19,7 @@ import yaml
 
 from reasonscale import atomic
 from reasonscale.config import RunConfig, StrategyConfig, validate
-from reasonscale.pipelines.evaluate import difficulty_bins, uses_verifier, verifier_key
+from reasonscale.pipelines.evaluate import binning_verifier, difficulty_bins, uses_verifier
 from reasonscale.scaling.bins import pass_at_1
 from reasonscale.scaling.flops import PAPER_RATIOS, exchange_rows
 from reasonscale.scaling.policy import budget_to_match, cross_validate, fit_policy, series_key
@@ -64,7 +64,7 @@ def fit(run_dir: str | Path, seed: int = 0) -> dict[str, Any]:
     run_dir = Path(run_dir)
     cfg, records = load_run(run_dir)
     edges = difficulty_bins(records, cfg)
-    verifier = cfg.difficulty.verifier or next((verifier_key(s) for s in cfg.strategies if uses_verifier(s)), None)
+    verifier = binning_verifier(cfg)
     baseline = baseline_points(records, verifier)
     result: dict[str, Any] = {"run": str(run_dir), "seed": seed, "edges": edges, "verifier": verifier,
                               "baseline": baseline, "cross_validated": {}}
