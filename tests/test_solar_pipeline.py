@@ -22,6 +22,7 @@ def solar_config(tmp_path, tiny) -> SolarConfig:
         "model": {"path": str(tiny), "device": "cpu"},
         "train_task": {"name": "lab", "split": "train", "lab": {"levels": [2, 3], "per_level": 4}},
         "test_task": {"name": "lab", "split": "test", "lab": {"levels": [2, 3], "per_level": 2}},
+        "tune_task": {"name": "lab", "split": "train", "lab": {"levels": [2, 3], "per_level": 5}},
         "sampling": {"temperature": 0.8, "max_tokens": 24},
         "topologies": [{"name": "cot", "n": 1},
                        {"name": "tot", "n": 1, "children": 2, "depth": 4, "verifier": "oracle"}],
@@ -75,6 +76,8 @@ def test_lab_solar_end_to_end_and_rerun_is_free(tmp_path, tiny_model_dir):
     assert m_trm["questions"] == 4 and 0 <= m_trm["selection_accuracy"] <= 1
     stages = [s["stage"] for s in summary["tuning"]["filters"]]
     assert stages == ["balanced", "hard_label", "serialize_unique", "reward"] and summary["tuning"]["trained"]
+    assert summary["tag"]["tag-tune"]["questions"] == 10 and summary["tag"]["tag-train"]["questions"] == 8
+    assert summary["tuning"]["filters"][0]["in"] == 10 * 2 * 2  # the tuning set is drawn from tune_task's TAG
     assert set(summary["length_by_segment"]) == {"base", "tuned"}
     report = (tmp_path / "solar" / "solar_report.md").read_text()
     assert "| hybrid |" in report and "| m-trm |" in report

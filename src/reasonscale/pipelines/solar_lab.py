@@ -80,6 +80,7 @@ class SolarConfig(Section):
     policy: str | None = Field(None, description="a lab preset (trained or reused) as the policy, instead of model")
     train_task: TaskConfig = Field(description="questions annotated for tuning and reward-model training")
     test_task: TaskConfig = Field(description="questions evaluated (and annotated for segments and metrics)")
+    tune_task: TaskConfig | None = Field(None, description="questions annotated for the tuning set (default: train_task)")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     topologies: list[SerializeAsAny[Annotated[StrategyConfig, BeforeValidator(_as_section)]]] = Field(min_length=1)
     responses: int = Field(4, ge=1, description="TAG responses per question x topology")
@@ -142,18 +143,21 @@ def run_solar(
         path = train_preset(cfg.policy, progress=show_progress)
         cfg = cfg.model_copy(update={"model": ModelConfig(path=str(path)), "policy": None})
     base = BaseModelSettings(path=cfg.model.path)
+    tune_task = cfg.tune_task or cfg.train_task
+    tasks = {"tag-train": cfg.train_task, "tag-test": cfg.test_task} | ({"tag-tune": tune_task} if cfg.tune_task else {})
     tags = {}
-    for name, task in (("tag-train", cfg.train_task), ("tag-test", cfg.test_task)):
+    for name, task in tasks.items():
         tags[name] = run_annotation(cfg.annotation(task, name), show_progress, engine_factory)["tag"]
     train_rows, test_rows = read_annotations(out / "tag-train"), read_annotations(out / "tag-test")
+    tune_tag = out / ("tag-tune" if cfg.tune_task else "tag-train")
     train, test = trm_records(build_task(cfg.train_task), train_rows), trm_records(build_task(cfg.test_task), test_rows)
     reward = train_reward_models(base, train, test, cfg.trm.trm, cfg.trm.training, out / "trm", cfg.trm.single_task,
                                  show_progress)  # fmt: skip
     trm = reward["models"]["m-trm"]
     tune = run_tune(
-        TuneConfig(annotations=str(out / "tag-train"), task=cfg.train_task, model=base, filters=cfg.tune.filters,
+        TuneConfig(annotations=str(tune_tag), task=tune_task, model=base, filters=cfg.tune.filters,
                    reward_model=trm, training=cfg.tune.training, output_dir=str(out / "tune")),
-        progress=show_progress, rows=train_rows,
+        progress=show_progress, rows=read_annotations(tune_tag),
     )  # fmt: skip
     runs = {}
     for policy, path in (("base", cfg.model.path), ("tuned", tune["model"])):
