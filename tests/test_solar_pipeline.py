@@ -63,7 +63,8 @@ def test_lab_solar_end_to_end_and_rerun_is_free(tmp_path, tiny_model_dir):
     summary = run_solar(cfg, show_progress=False, engine_factory=engines)
     assert engines.calls() > 0
     assert set(summary["methods"]) == set(METHODS) | set(MATCHED)
-    for arm, (topological, chains) in (("base-matched", ("rewarding", "base")), ("tuning-matched", ("hybrid", "tuning"))):
+    pairs = (("base-matched", ("rewarding", "base")), ("tuning-matched", ("hybrid", "tuning")))
+    for arm, (topological, chains) in pairs:
         n = summary["methods"][arm]["n"]
         assert n == matched_chains(summary["methods"][topological], summary["methods"][chains], 2)
         per_chain = summary["methods"][chains]["generated_tokens"] / 2

@@ -1,12 +1,15 @@
 """`reasonscale lab solar`: SOLAR's topological scaling on the lab domain, end to end.
 
-1. TAG on the training questions (tuning data, reward-model training) and on the test questions (segments,
-   held-out reward-model metrics, each topology's accuracy).  2. The M-TRM and the single-task reward models,
-   trained on the training questions, measured on the test questions.  3. Topological tuning: the tuning set
-   (balanced, right, serialized, rejected by the M-TRM) and LoRA SFT of the policy.  4. On the test questions, at a
-   budget of N responses: base (`cot`, N chains voting), tuning (the tuned policy, the same), rewarding (the base
-   policy, `topological` with the M-TRM) and hybrid (the tuned policy, `topological`), per level and per segment,
-   with their generated tokens; and the mean response length per segment of one chain, base vs tuned.
+1. TAG on the training questions (reward-model training, and the tuning data unless `tune_task` has its own) and
+   on the test questions (segments, held-out reward-model metrics, each topology's accuracy).  2. The M-TRM and the
+   single-task reward models, trained on the training questions, measured on the test questions.  3. Topological
+   tuning: the tuning set (balanced, right, serialized, rejected by the M-TRM) and LoRA SFT of the policy.  4. On
+   the test questions, at a budget of N responses: base (`cot`, N chains voting), tuning (the tuned policy, the
+   same), rewarding (the base policy, `topological` with the M-TRM) and hybrid (the tuned policy, `topological`),
+   per level and per segment, with their generated tokens; and the mean length of one chain per segment, base vs
+   tuned.
+   With `evaluate.matched`, also each policy's chains at the topological method's generated tokens, voting and
+   chosen by the oracle the nested topologies use (MATCHED), and the issue's targets, held or not.
 Every stage is stored or keyed by its inputs (one shared sample cache), so a re-run makes no model call and
 trains nothing.
 """
@@ -80,7 +83,9 @@ class SolarConfig(Section):
     policy: str | None = Field(None, description="a lab preset (trained or reused) as the policy, instead of model")
     train_task: TaskConfig = Field(description="questions annotated for tuning and reward-model training")
     test_task: TaskConfig = Field(description="questions evaluated (and annotated for segments and metrics)")
-    tune_task: TaskConfig | None = Field(None, description="questions annotated for the tuning set (default: train_task)")
+    tune_task: TaskConfig | None = Field(
+        None, description="questions annotated for the tuning set (default: train_task)"
+    )
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     topologies: list[SerializeAsAny[Annotated[StrategyConfig, BeforeValidator(_as_section)]]] = Field(min_length=1)
     responses: int = Field(4, ge=1, description="TAG responses per question x topology")
@@ -144,7 +149,9 @@ def run_solar(
         cfg = cfg.model_copy(update={"model": ModelConfig(path=str(path)), "policy": None})
     base = BaseModelSettings(path=cfg.model.path)
     tune_task = cfg.tune_task or cfg.train_task
-    tasks = {"tag-train": cfg.train_task, "tag-test": cfg.test_task} | ({"tag-tune": tune_task} if cfg.tune_task else {})
+    tasks = {"tag-train": cfg.train_task, "tag-test": cfg.test_task}
+    if cfg.tune_task:
+        tasks["tag-tune"] = cfg.tune_task
     tags = {}
     for name, task in tasks.items():
         tags[name] = run_annotation(cfg.annotation(task, name), show_progress, engine_factory)["tag"]
