@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from reasonscale.cli import app
 from reasonscale.config import load_config
 from reasonscale.engines.hf import HFEngine
-from reasonscale.pipelines.solar_lab import METHODS, SolarConfig, run_solar
+from reasonscale.pipelines.solar_lab import MATCHED, METHODS, SolarConfig, matched_chains, run_solar
 
 FAST = {"log": {"logging_steps": 1, "cpu_threads": 1}}
 
@@ -22,13 +22,14 @@ def solar_config(tmp_path, tiny) -> SolarConfig:
         "model": {"path": str(tiny), "device": "cpu"},
         "train_task": {"name": "lab", "split": "train", "lab": {"levels": [2, 3], "per_level": 4}},
         "test_task": {"name": "lab", "split": "test", "lab": {"levels": [2, 3], "per_level": 2}},
+        "tune_task": {"name": "lab", "split": "train", "lab": {"levels": [2, 3], "per_level": 5}},
         "sampling": {"temperature": 0.8, "max_tokens": 24},
         "topologies": [{"name": "cot", "n": 1},
                        {"name": "tot", "n": 1, "children": 2, "depth": 4, "verifier": "oracle"}],
         "responses": 2,
         "trm": {"training": {"lora": {"enabled": False}, "optim": {"max_steps": 3, "batch_size": 4}, **FAST}},
         "tune": {"training": {"optim": {"max_steps": 3, "batch_size": 4, "learning_rate": 1e-3}, **FAST}},
-        "evaluate": {"n": 2},
+        "evaluate": {"n": 2, "matched": True},
         "output_dir": str(tmp_path / "solar"),
     })  # fmt: skip
 
@@ -61,13 +62,23 @@ def test_lab_solar_end_to_end_and_rerun_is_free(tmp_path, tiny_model_dir):
     engines = Engines(str(tiny_model_dir))
     summary = run_solar(cfg, show_progress=False, engine_factory=engines)
     assert engines.calls() > 0
-    assert set(summary["methods"]) == set(METHODS)
+    assert set(summary["methods"]) == set(METHODS) | set(MATCHED)
+    pairs = (("base-matched", ("rewarding", "base")), ("tuning-matched", ("hybrid", "tuning")))
+    for arm, (topological, chains) in pairs:
+        n = summary["methods"][arm]["n"]
+        assert n == matched_chains(summary["methods"][topological], summary["methods"][chains], 2)
+        per_chain = summary["methods"][chains]["generated_tokens"] / 2
+        assert abs(n * per_chain - summary["methods"][topological]["generated_tokens"]) <= per_chain / 2 + 1e-9
+    assert summary["methods"]["chains-oracle"]["n"] == summary["methods"]["base-matched"]["n"]
+    assert "rewarding beats base-matched" in summary["targets"]
     assert all(0 <= m["accuracy"] <= 1 and m["generated_tokens"] > 0 for m in summary["methods"].values())
     assert set(summary["reward_models"]["metrics"]) == {"m-trm", "trm-answer", "trm-topology", "reward"}
     m_trm = summary["reward_models"]["metrics"]["m-trm"]
     assert m_trm["questions"] == 4 and 0 <= m_trm["selection_accuracy"] <= 1
     stages = [s["stage"] for s in summary["tuning"]["filters"]]
     assert stages == ["balanced", "hard_label", "serialize_unique", "reward"] and summary["tuning"]["trained"]
+    assert summary["tag"]["tag-tune"]["questions"] == 10 and summary["tag"]["tag-train"]["questions"] == 8
+    assert summary["tuning"]["filters"][0]["in"] == 10 * 2 * 2  # the tuning set is drawn from tune_task's TAG
     assert set(summary["length_by_segment"]) == {"base", "tuned"}
     report = (tmp_path / "solar" / "solar_report.md").read_text()
     assert "| hybrid |" in report and "| m-trm |" in report
@@ -75,8 +86,14 @@ def test_lab_solar_end_to_end_and_rerun_is_free(tmp_path, tiny_model_dir):
     again = run_solar(cfg, show_progress=False, engine_factory=again_engines)
     assert again_engines.calls() == 0 and not again["tuning"]["trained"]
     assert again["methods"] == summary["methods"] and set(again["model_calls"].values()) == {0}
-    assert set(again["model_calls"]) == {"eval-base-s0", "eval-base-s1", "eval-tuned-s0", "eval-tuned-s1"}
+    runs = {f"eval-{p}-s{s}" for p in ("base", "tuned", "base-matched", "tuned-matched") for s in (0, 1)}
+    assert set(again["model_calls"]) == runs
     assert all(set(m["accuracy_by_seed"]) == {"0", "1"} for m in summary["methods"].values())
+
+
+def test_matched_chains_are_the_closest_count_in_tokens():
+    assert matched_chains({"generated_tokens": 730.0}, {"generated_tokens": 235.0}, 4) == 12
+    assert matched_chains({"generated_tokens": 10.0}, {"generated_tokens": 400.0}, 4) == 1
 
 
 def test_solar_tune_and_trm_commands_from_a_tag_export(tmp_path, tiny_model_dir):
