@@ -1,9 +1,11 @@
 """The recompute verifier on a finished lab search run's sample pool, against the oracle and the run's PRM.
 
     PYTHONPATH=src python benchmarks/recompute_verifier.py [--run runs/lab-search-default] [--problems 200]
+        [--verifier-model family-4] [--variants 1]
 
 Reads (never writes) the run's eval/results.jsonl: each problem's pooled samples with their oracle step scores and
-graded correctness. Scores every sample with `recompute` (the policy as verifier model) in each form and prints:
+graded correctness. Scores every sample with `recompute` (the policy as verifier model, or `--verifier-model`: a
+model directory or a lab preset, trained first if it is not cached) in each form and prints:
 step ROC AUC against the oracle's first-error labels (pooled), within-problem AUC of the final score (mean over
 problems with both right and wrong samples), and best-of-16 / weighted best-of-16 against majority@16 over each
 problem's first 16 samples, with standard errors. The run's PRM is measured the same way for comparison.
@@ -125,16 +127,27 @@ def report(name: str, records: list[dict], scores: list[list[list[float]]], n: i
         )
 
 
+def verifier_model(name: str) -> str:
+    """A lab preset's directory (trained now if it is not cached), or `name` itself."""
+    from reasonscale.lab.model import PRESETS
+    from reasonscale.lab.train import train_preset
+
+    return str(train_preset(name)) if name in PRESETS else name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/lab-search-default")
     parser.add_argument("--problems", type=int, default=None, help="only the first N problems (default: all)")
     parser.add_argument("--n", type=int, default=16, help="samples per problem for selection")
+    parser.add_argument("--verifier-model", default=None, help="model directory or lab preset (default: the policy)")
+    parser.add_argument("--variants", type=int, default=len(VARIANTS), help="only the first K recompute variants")
     args = parser.parse_args()
     torch.set_num_threads(1)
     records, task_cfg, policy = load_run(Path(args.run), args.problems)
+    model = verifier_model(args.verifier_model) if args.verifier_model else policy
     samples = sum(len(r["candidates"]) for r in records)
-    print(f"{len(records)} problems, {samples} samples; policy (and verifier model) {policy}")
+    print(f"{len(records)} problems, {samples} samples; policy {policy}; verifier model {model}")
     majority, majority_se = mean_se(hits(records, None, args.n, weighted=True))
     print(f"majority@{args.n} {majority:.3f} ± {majority_se:.3f}")
     oracle = [[c["step_scores"]["oracle"] for c in r["candidates"]] for r in records]
@@ -142,8 +155,8 @@ def main() -> None:
     prm = next((k for k in records[0]["candidates"][0]["step_scores"] if k.startswith("prm")), None)
     if prm:
         report(f"run PRM ({prm})", records, [[c["step_scores"][prm] for c in r["candidates"]] for r in records], args.n)
-    for options in VARIANTS:
-        scores, seconds = score_pool(records, task_cfg, policy, options)
+    for options in VARIANTS[: args.variants]:
+        scores, seconds = score_pool(records, task_cfg, model, options)
         report(f"recompute {json.dumps(options)} ({seconds:.0f} s)", records, scores, args.n)
 
 
