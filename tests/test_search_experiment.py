@@ -139,3 +139,12 @@ def test_search_verifiers_limit_the_step_searches_not_the_pool():
     assert chosen == [("majority", None), ("weighted_best_of_n", "oracle"), ("weighted_best_of_n", "prm"), ("beam", "prm")]
     with pytest.raises(ValueError, match="search_verifiers"):
         SearchExperimentConfig(verifiers=["oracle"], search_verifiers=["prm"])
+
+
+def test_recompute_reads_the_policy_unless_another_model_is_named(tmp_path):
+    cfg = SearchExperimentConfig(strategies=["weighted_best_of_n"], verifiers=["recompute"])
+    [own] = search_experiment.strategies(cfg, "prm-dir", "policy-dir")
+    assert own.verifier_path == "policy-dir"
+    other = cfg.model_copy(update={"recompute_model": str(tmp_path)})
+    [named] = search_experiment.strategies(other, "prm-dir", "policy-dir")
+    assert named.verifier_path == str(tmp_path) and named.verifier_key() != own.verifier_key()

@@ -85,6 +85,9 @@ class SearchExperimentConfig(Section):
         default_factory=lambda: ["oracle", "prm"],
         description="recompute: the policy re-derives the numbers each step writes",
     )
+    recompute_model: str | None = Field(
+        None, description="lab preset or model directory that re-derives the numbers for `recompute` (default: the policy)"
+    )
     search_verifiers: list[Literal["oracle", "prm", "recompute"]] | None = Field(
         None,
         description="the verifiers that guide the step-wise searches (beam, lookahead, dvts), each of which generates "
@@ -121,7 +124,8 @@ class SearchExperimentConfig(Section):
 def strategies(cfg: SearchExperimentConfig, prm_path: str, policy: str | None = None) -> list[StrategyConfig]:
     """Every configured strategy with every configured verifier (majority once), at the configured budgets; each
     takes the experiment's settings that its section has (beam_width is beam's, not best-of-N's). The recompute
-    verifier's model is the policy (`policy`: its directory, default the configured preset's or path); its step
+    verifier's model is `recompute_model`, else the policy (`policy`: its directory, default the configured
+    preset's or path); its step
     scores check each step on its own, not the prefix's value, so they aggregate by min, whatever `aggregate` says."""
     common = {"n": max(cfg.budgets), "budgets": cfg.budgets, "aggregate": cfg.aggregate}
     common |= {k: getattr(cfg, k) for k in ("beam_width", "lookahead", "max_rounds", "step_max_tokens")}
@@ -131,10 +135,12 @@ def strategies(cfg: SearchExperimentConfig, prm_path: str, policy: str | None = 
         return StrategyConfig(name=name, **{k: v for k, v in {**common, **settings}.items() if k in fields})
 
     out = [section("majority")] if "majority" in cfg.strategies else []
-    if "recompute" in cfg.verifiers and policy is None:
-        policy = model_path(cfg.policy, cfg, progress=False)
+    recompute = None
+    if "recompute" in cfg.verifiers:
+        mine = cfg.recompute_model is None and policy is not None
+        recompute = policy if mine else model_path(cfg.recompute_model or cfg.policy, cfg, progress=False)
     for verifier in cfg.verifiers:
-        path = {"prm": prm_path, "recompute": policy}.get(verifier)
+        path = {"prm": prm_path, "recompute": recompute}.get(verifier)
         how = "min" if verifier == "recompute" else cfg.aggregate
         searches = cfg.search_verifiers is None or verifier in cfg.search_verifiers
         out += [
