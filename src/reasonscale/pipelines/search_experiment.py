@@ -4,8 +4,8 @@
 rollouts (or the exact oracle, `prm.labels`).  3. Train a PRM on them.  4. Evaluate majority, best-of-N, weighted
 best-of-N, beam, lookahead and DVTS at every budget, guided by each configured verifier (oracle, PRM, recompute),
 on the test problems.  5. Measure every verifier on the evaluation's sample pools (`verifiers.metrics`: pooled and
-within-problem AUC, selection accuracy) and write everything to the report. With several sampling `seeds`, step 4 runs once per seed (the PRM is trained once) and the experiment's
-summary averages over them.
+within-problem AUC, selection accuracy) and write everything to the report. With several sampling `seeds`, step 4
+runs once per seed (the PRM is trained once) and the experiment's summary averages over them.
 Every sample is cached in the run's store and the PRM is reused when its data and settings are unchanged, so a
 stopped run resumes where it was.
 """
@@ -86,7 +86,8 @@ class SearchExperimentConfig(Section):
         description="recompute: the policy re-derives the numbers each step writes",
     )
     recompute_model: str | None = Field(
-        None, description="lab preset or model directory that re-derives the numbers for `recompute` (default: the policy)"
+        None,
+        description="lab preset or model directory that re-derives the numbers for `recompute` (default: the policy)",
     )
     search_verifiers: list[Literal["oracle", "prm", "recompute"]] | None = Field(
         None,
