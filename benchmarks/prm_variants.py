@@ -34,7 +34,8 @@ import torch
 
 from reasonscale.config import TaskConfig
 from reasonscale.data.prm_labels import PRMExample, hard_negatives, load_examples, relabel
-from reasonscale.pipelines.search_experiment import PRMStageConfig, SearchExperimentConfig, prm_examples, roc_auc
+from reasonscale.pipelines.search_experiment import PRMStageConfig, SearchExperimentConfig, prm_examples
+from reasonscale.verifiers.metrics import roc_auc
 from reasonscale.tasks import build_task
 from reasonscale.train.prm import PRMTrainConfig, train_prm
 from reasonscale.verifiers import build_verifier

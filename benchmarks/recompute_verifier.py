@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from reasonscale.config import TaskConfig
-from reasonscale.pipelines.search_experiment import roc_auc
+from reasonscale.verifiers.metrics import roc_auc
 from reasonscale.tasks import build_task
 from reasonscale.verifiers import aggregate, build_verifier
 

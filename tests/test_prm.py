@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from reasonscale.data.prm_labels import PRMExample, build_prm_examples, load_examples, save_examples, step_prefixes
 from reasonscale.engines.base import Engine
-from reasonscale.pipelines.search_experiment import roc_auc
+from reasonscale.verifiers.metrics import roc_auc
 from reasonscale.train.prm import PRMTrainConfig, ranking_loss, train_prm
 from reasonscale.types import Completion, Problem, SamplingParams
 from reasonscale.verifiers.prm import PRMFormat, PRMVerifier
