@@ -46,7 +46,7 @@ def test_topo_labels_win_rates_with_ties_and_segments():
     assert cot["win_rate"] == pytest.approx((1 + 0.5 + 0.5) / 3) and tot["win_rate"] == pytest.approx(1 / 3)
     assert (cot["sole_wins"], tot["sole_wins"]) == (1, 0)
     assert cot["accuracy"] == pytest.approx(0.5) and tot["accuracy"] == pytest.approx(1 / 3)
-    assert cot["accuracy_se"] == pytest.approx(0.5 / 3**0.5)  # topo labels 1, 0.5, 0: sd 0.5 over 3 questions
+    assert cot["accuracy_se"] == pytest.approx((1 / 6) ** 0.5 / 3**0.5)  # topo labels 1, 0.5, 0: variance 1/6
     assert tot["vs_best"] == pytest.approx(-0.5 / 3) and cot["vs_best"] == 0.0  # cot is best; gaps -0.5, 0, 0
     assert cot["generated_tokens"] == 10 and tot["generated_tokens"] == 20
     assert summary["segments"] == {"easy": 0, "medium": 2, "hard": 1}

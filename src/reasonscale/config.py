@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -236,6 +245,9 @@ def _as_section(value: Any) -> StrategyConfig:
     return strategy_section(value["name"]).model_validate(value)
 
 
+GOLD_VERIFIERS = frozenset({"oracle"})  # they read the gold answer: never a predictor of difficulty
+
+
 class DifficultySettings(Section):
     """Difficulty bins (`reasonscale.scaling.bins`); computed from the finished results, so not part of a run's
     identity."""
@@ -250,7 +262,7 @@ class DifficultySettings(Section):
     @field_validator("verifier")
     @classmethod
     def _no_gold(cls, verifier: str | None) -> str | None:
-        if verifier == "oracle":
+        if verifier in GOLD_VERIFIERS:
             raise ValueError("predicted bins must not read a gold answer: choose a learned verifier, not the oracle")
         return verifier
 

@@ -10,17 +10,17 @@ fraction of the question x variant's responses that are right, SOLAR eq. 2) and 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from statistics import mean, stdev
+from statistics import mean
 from typing import Any
 
 from pydantic import Field, model_validator
 
 from reasonscale.config import Section
+from reasonscale.summary import mean_se
 
 SEGMENTS = ("easy", "medium", "hard")
 
@@ -91,7 +91,7 @@ def summarize_tag(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "topology": mine[0]["topology"],
             "settings": json.loads(mine[0]["settings"]),
             "accuracy": mean(r["hard_label"] for r in mine),
-            "accuracy_se": standard_error([scores[v] for scores in labels.values() if v in scores]),
+            "accuracy_se": mean_se([scores[v] for scores in labels.values() if v in scores])[1],
             "accuracy_by_level": _by(mine, "level"),
             "accuracy_by_segment": _by(mine, "segment"),
             "win_rate": rates[v],
@@ -103,7 +103,7 @@ def summarize_tag(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     best = max(variants, key=lambda v: per_variant[v]["accuracy"])
     for v in variants:  # paired over questions: the same questions answered by both
         gaps = [scores[v] - scores[best] for scores in labels.values() if v in scores and best in scores]
-        per_variant[v] |= {"vs_best": mean(gaps), "vs_best_se": standard_error(gaps)}
+        per_variant[v] |= dict(zip(("vs_best", "vs_best_se"), mean_se(gaps)))
     by_level: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SEGMENTS, 0))
     for q in questions.values():
         by_level[str(q["level"])][q["segment"]] += 1
@@ -116,13 +116,9 @@ def summarize_tag(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "best_single": {"variant": best, "accuracy": per_variant[best]["accuracy"]},
         "oracle_topology_accuracy": oracle,
         "headroom": oracle - per_variant[best]["accuracy"],
-        "headroom_se": standard_error([max(s.values()) - s.get(best, 0.0) for s in labels.values()]),
+        "headroom_se": mean_se([max(s.values()) - s.get(best, 0.0) for s in labels.values()])[1],
     }
 
-
-def standard_error(values: Sequence[float]) -> float:
-    """The standard error of the mean of per-question values (questions are the sampling unit)."""
-    return stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
 
 
 def _by(rows: Sequence[dict[str, Any]], key: str) -> dict[str, float]:

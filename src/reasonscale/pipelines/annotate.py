@@ -1,7 +1,8 @@
 """`reasonscale annotate`: TAG (SOLAR) over any model and task. Every question is answered `responses` times by
 every configured topology (each variant of depth, children or neighbours is an entry of its own, or comes from
-`grid`; each runs at its budget `n`, or at each of its `budgets`, one variant per budget); response i is an ordinary evaluation run with sampling seed `seed + i`, stored and resumed through
-the run store like any other. The responses are then labelled, ranked and segmented (`reasonscale.data.tag`).
+`grid`; each runs at its budget `n`, or at each of its `budgets`, one variant per budget); response i is an
+ordinary evaluation run with sampling seed `seed + i`, stored and resumed through the run store like any other.
+The responses are then labelled, ranked and segmented (`reasonscale.data.tag`).
 
 Writes `annotations.jsonl` (one row per response), `dataset/` (the same rows as a `datasets` dataset, via
 `save_to_disk`), `tag_summary.json` and `tag_report.md` to `output_dir`.
@@ -149,8 +150,11 @@ def tag_report(tag: dict[str, Any]) -> str:
         accuracy = f"{v['accuracy']:.3f} ± {v['accuracy_se']:.3f}"
         cells = [label, accuracy, gap, *by_level, f"{v['win_rate']:.3f}", str(v["sole_wins"])]
         lines.append("| " + " | ".join([*cells, f"{v['generated_tokens']:.0f}", f"{v['flops']:.3g}"]) + " |")
-    lines += ["", "± one standard error over questions; vs best: the paired difference to the best single topology on "
-              "the same questions. Tokens and FLOPs: mean per response. Segments per level:", "", "| level | easy | medium | hard |"]
+    note = (
+        "± one standard error over questions; vs best: the paired difference to the best single topology on the "
+        "same questions. Tokens and FLOPs: mean per response. Segments per level:"
+    )
+    lines += ["", note, "", "| level | easy | medium | hard |"]
     lines.append("|---|---|---|---|")
     for level, counts in sorted(tag["segments_by_level"].items()):
         lines.append(f"| {level} | {counts['easy']} | {counts['medium']} | {counts['hard']} |")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reasonscale.config import ModelConfig, RunConfig, StrategyConfig, VerifiedStrategyConfig
+from reasonscale.config import GOLD_VERIFIERS, ModelConfig, RunConfig, StrategyConfig, VerifiedStrategyConfig
 from reasonscale.engines import Engine, build_engine, engine_identity
 from reasonscale.engines.cached import CachedEngine
 from reasonscale.identity import digest, model_identity
@@ -63,9 +63,6 @@ def run_key(cfg: RunConfig, policy: str | None = None) -> str:
     verified = [s for s in cfg.strategies if uses_verifier(s)]
     verifiers = {s.verifier_key(): verifier_identity(s) for s in verified}
     return digest({"config": data, "policy": policy or engine_identity(cfg.model), "verifiers": verifiers})
-
-
-GOLD_VERIFIERS = frozenset({"oracle"})  # they read the gold answer: never a predictor of difficulty
 
 
 def binning_verifier(cfg: RunConfig) -> str | None:
