@@ -75,3 +75,25 @@ def test_claims_are_exclusive_and_lapse_with_their_process(tmp_path):
     a.claim(["k9"], dead)
     assert b.claim(["k9"], second) == {"k9"}  # its owner's process is gone: taken over
     assert b.claim(["k1"], second, stale_after_s=-1) == {"k1"}  # too old: taken over
+
+
+def test_opening_a_store_waits_out_a_lock_but_not_a_broken_file():
+    import sqlite3
+
+    from reasonscale.store import _while_locked
+
+    calls = []
+
+    def locked_twice():
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+
+    _while_locked(locked_twice)
+    assert len(calls) == 3
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _while_locked(lambda: (_ for _ in ()).throw(sqlite3.OperationalError("database is locked")), wait_s=0.2)
+    broken = []
+    with pytest.raises(sqlite3.OperationalError, match="malformed"):
+        _while_locked(lambda: broken.append(1) or (_ for _ in ()).throw(sqlite3.OperationalError("malformed")))
+    assert broken == [1]

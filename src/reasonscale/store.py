@@ -13,7 +13,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +76,9 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            _while_locked(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
+            _while_locked(lambda: self.db.executescript(_SCHEMA))
         except sqlite3.DatabaseError as error:
             raise StoreError(f"{self.path}: not a reasonscale store ({error}); give another cache_path") from None
 
@@ -160,6 +160,19 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+
+def _while_locked(step: Callable[[], object], wait_s: float = 60.0) -> None:
+    """Run `step`, retrying while another process holds the file: switching a new file to WAL ignores SQLite's
+    busy timeout, so two processes opening one fresh store at once would otherwise see "database is locked"."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def new_owner() -> str:
