@@ -191,7 +191,7 @@ def test_scaling_fit_writes_a_policy_that_a_run_applies_by_predicted_bin(tmp_pat
     engine = ScriptedEngine()
     evaluate.run_evaluation(cfg, show_progress=False, engine_factory=lambda c: engine)
     result = fit(tmp_path / "run")
-    assert set(result["cross_validated"]) == {"oracle", "predicted"}
+    assert set(result["policies"][0]["cross_validated"]) == {"oracle", "predicted"}
     from typer.testing import CliRunner
 
     from reasonscale.cli import app
@@ -200,7 +200,7 @@ def test_scaling_fit_writes_a_policy_that_a_run_applies_by_predicted_bin(tmp_pat
     assert shown.exit_code == 0 and "predicted bins" in shown.output and "policy.yaml" in shown.output
     missing = CliRunner().invoke(app, ["scaling", "fit", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "summary.json" in missing.output
-    for cv in result["cross_validated"].values():
+    for cv in result["policies"][0]["cross_validated"].values():
         assert [p["generation_budget"] for p in cv["points"]] == [1.0, 2.0, 4.0, 8.0]
         assert all(p["questions"] == 12 for p in cv["points"])
     policy_cfg = load_config(tmp_path / "run" / "scaling" / "policy.yaml")
@@ -272,7 +272,7 @@ def test_lab_scaling_end_to_end_at_a_tiny_size_and_a_rerun_makes_no_model_call(t
     assert data["questions"] == 3 and data["examples"] == 6 and scripted.calls == 12
     assert result["revision_model"]["trained"] and result["revision_model"]["steps"] == 2
     assert result["model_calls"]["evaluation"] > 0 and len(result["chains"]["accuracy_by_revision"]) == 2
-    assert set(result["compute_optimal"]["cross_validated"]) == {"oracle", "predicted"}
+    assert set(result["compute_optimal"]["policies"][0]["cross_validated"]) == {"oracle", "predicted"}
     assert (tmp_path / "out" / "report.md").is_file()
     assert (tmp_path / "out" / "eval" / "scaling" / "policy.yaml").is_file()
     assert result["revision_verifier"]["examples"] == 2  # 1 question x 1 chain x 2 attempts
@@ -353,3 +353,24 @@ def test_predicted_bins_never_come_from_the_oracle():
     assert all(r["bins"]["predicted"] is None for r in records)  # the oracle reads gold answers: no prediction
     with pytest.raises(ValueError, match="gold answer"):
         DifficultySettings(verifier="oracle")
+
+
+def test_a_policy_chooses_only_strategies_of_its_own_verifier_or_none():
+    from reasonscale.pipelines.scaling import baseline_verifiers, comparable
+
+    def verified(strategy: str, verifier: str, correct: float) -> dict:
+        o = outcome(strategy, 4, correct)
+        o["settings"] = {"verifier": verifier, "n": 4} if strategy != "majority" else {"n": 4}
+        return o
+
+    records = [{"id": f"q{i}", "bins": {"oracle": 1}, "outcomes": [
+        verified("weighted_best_of_n", "prm:/p", 0.0), verified("weighted_best_of_n", "oracle", 1.0),
+        verified("majority", "", 0.5)]} for i in range(10)]
+    only_prm = comparable(records, "prm:/p")
+    assert [[o["settings"].get("verifier") for o in r["outcomes"]] for r in only_prm] == [["prm:/p", None]] * 10
+    assert comparable(records, None) is records
+    chosen = {c["label"] for c in select(only_prm, "oracle")}
+    assert chosen == {"majority"}  # the better oracle strategy is out of reach of the PRM's policy
+    assert baseline_verifiers(records, "oracle") == ["oracle", "prm:/p"]
+    assert baseline_verifiers(records, None) == ["prm:/p", "oracle"]
+    assert baseline_verifiers([{"id": "q", "outcomes": []}], None) == [None]

@@ -70,20 +70,23 @@ def tag_table(tag: dict[str, Any]) -> Table:
 
 
 def scaling_table(result: dict[str, Any]) -> Table:
-    """Cross-validated compute-optimal accuracy per budget and kind of bin, against weighted best-of-N."""
+    """Cross-validated compute-optimal accuracy per verifier, budget and kind of bin, against best-of-N weighted
+    by the same verifier."""
     table = Table(title=f"compute-optimal policy (two-fold cross-validated), {result['run']}", padding=(0, 1, 0, 0))
-    kinds_headers = [f"{k} bins" for k in result["cross_validated"]]
-    for header in ("budget", "weighted BoN", *kinds_headers, "BoN budget to match"):
+    kinds = list(dict.fromkeys(k for entry in result["policies"] for k in entry["cross_validated"]))
+    for header in ("verifier", "budget", "weighted BoN", *(f"{k} bins" for k in kinds), "BoN budget to match"):
         table.add_column(header, justify="right")
-    baseline = {p["generation_budget"]: p["accuracy"] for p in result["baseline"]}
-    kinds = list(result["cross_validated"].values())
-    for i, point in enumerate(kinds[0]["points"] if kinds else []):
-        budget = point["generation_budget"]
-        matched = [f"{b:g}" if (b := k["points"][i]["baseline_budget"]) is not None else "-" for k in kinds]
-        table.add_row(
-            f"{budget:g}",
-            f"{baseline[budget]:.3f}" if budget in baseline else "-",
-            *(f"{k['points'][i]['accuracy']:.3f}" for k in kinds),
-            " / ".join(matched),
-        )
+    for entry in result["policies"]:
+        baseline = {p["generation_budget"]: p["accuracy"] for p in entry["baseline"]}
+        curves = [entry["cross_validated"][k]["points"] for k in kinds if k in entry["cross_validated"]]
+        for i, point in enumerate(curves[0] if curves else []):
+            budget = point["generation_budget"]
+            matched = [f"{b:g}" if (b := c[i]["baseline_budget"]) is not None else "-" for c in curves]
+            table.add_row(
+                escape(str(entry["verifier"] or "any")),
+                f"{budget:g}",
+                f"{baseline[budget]:.3f}" if budget in baseline else "-",
+                *(f"{c[i]['accuracy']:.3f}" for c in curves),
+                " / ".join(matched),
+            )
     return table

@@ -208,12 +208,19 @@ def write_lab_report(out: Path, result: dict[str, Any]) -> None:
     plot_compute_optimal(result["compute_optimal"], out / "compute_optimal.png")
     lines += ["", "## Compute-optimal (two-fold cross-validated) vs weighted best-of-N", "",
               "![compute-optimal vs best-of-N](compute_optimal.png)", "",
-              "| kind | budget | accuracy | best-of-N budget to match | saving |", "|---|---|---|---|---|"]
-    for kind, cv in result["compute_optimal"]["cross_validated"].items():
-        for p in cv["points"]:
-            saving = "-" if p["saving"] is None else f"{p['saving']:.2f}x"
-            lines.append(f"| {kind} | {p['generation_budget']:g} | {p['accuracy']:.3f} | "
-                         f"{p['baseline_budget'] or '-'} | {saving} |")
+              "Each policy chooses among the strategies that use its verifier or none, and is measured against "
+              "best-of-N weighted by the same verifier.", "",
+              "| verifier | bins | budget | accuracy | best-of-N | best-of-N budget to match | saving |",
+              "|---|---|---|---|---|---|---|"]
+    for entry in result["compute_optimal"]["policies"]:
+        baseline = {p["generation_budget"]: p["accuracy"] for p in entry["baseline"]}
+        for kind, cv in entry["cross_validated"].items():
+            for p in cv["points"]:
+                saving = "-" if p["saving"] is None else f"{p['saving']:.2f}x"
+                base = baseline.get(p["generation_budget"])
+                lines.append(f"| {_short(entry['verifier'])} | {kind} | {p['generation_budget']:g} | "
+                             f"{p['accuracy']:.3f} ± {p['accuracy_se']:.3f} | {'-' if base is None else f'{base:.3f}'} "
+                             f"| {p['baseline_budget'] or '-'} | {saving} |")
     if "exchange" in result:
         lines += exchange_lines(result["exchange"])
     atomic.write_text(out / "report.md", "\n".join(lines) + "\n")
@@ -241,12 +248,14 @@ def plot_compute_optimal(fitted: dict[str, Any], path: Path) -> None:
 
     figure = Figure(figsize=(5, 3.5))
     ax = figure.subplots()
-    base = fitted["baseline"]
-    ax.plot([p["generation_budget"] for p in base], [p["accuracy"] for p in base], marker="o", label="weighted BoN")
-    for kind, cv in fitted["cross_validated"].items():
-        points = cv["points"]
-        ax.plot([p["generation_budget"] for p in points], [p["accuracy"] for p in points], marker="s",
-                label=f"compute-optimal ({kind} bins)")
+    for entry in fitted["policies"]:
+        name, base = _short(entry["verifier"]), entry["baseline"]
+        ax.plot([p["generation_budget"] for p in base], [p["accuracy"] for p in base], marker="o",
+                label=f"weighted BoN [{name}]")
+        for kind, cv in entry["cross_validated"].items():
+            points = cv["points"]
+            ax.plot([p["generation_budget"] for p in points], [p["accuracy"] for p in points], marker="s",
+                    linestyle="--", label=f"compute-optimal [{name}, {kind} bins]")
     ax.set_xscale("log", base=2)
     ax.set(xlabel="generation budget", ylabel="accuracy", title="compute-optimal vs best-of-N (cross-validated)",
            ylim=(-0.02, 1.02))
@@ -255,8 +264,14 @@ def plot_compute_optimal(fitted: dict[str, Any], path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
+def _short(verifier: str | None) -> str:
+    """A verifier key as a report shows it: its kind (`orm:/path/...` is `orm`)."""
+    return "any" if verifier is None else verifier.split(":")[0].split("{")[0]
+
+
 def exchange_lines(ex: dict[str, Any]) -> list[str]:
-    lines = ["", f"## FLOPs exchange (M = {ex['M']:.2f}, large model greedy)", "",
+    lines = ["", f"## FLOPs exchange (M = {ex['M']:.2f}, large model greedy; test-time compute verified by "
+             f"{_short(ex.get('verifier'))})", "",
              "| bin | R | X | budget used | small + test-time | large | winner |", "|---|---|---|---|---|---|---|"]
     for group, rows in ex["bins"].items():
         for row in rows:

@@ -19,7 +19,7 @@ import yaml
 
 from reasonscale import atomic
 from reasonscale.config import RunConfig, StrategyConfig, validate
-from reasonscale.pipelines.evaluate import binning_verifier, difficulty_bins, uses_verifier
+from reasonscale.pipelines.evaluate import binning_verifier, difficulty_bins, uses_verifier, verifier_key
 from reasonscale.scaling.bins import pass_at_1
 from reasonscale.scaling.flops import PAPER_RATIOS, exchange_rows
 from reasonscale.scaling.policy import budget_to_match, cross_validate, fit_policy, series_key
@@ -60,32 +60,64 @@ def _key(curve: dict[str, Any]) -> str:
 
 def fit(run_dir: str | Path, seed: int = 0) -> dict[str, Any]:
     """Cross-validate and fit the compute-optimal policy of a run; writes `scaling/` in the run directory:
-    scaling.json (curves, folds, savings) and, where predicted bins exist, policy.yaml."""
+    scaling.json (curves, folds, savings) and, where predicted bins exist, policy.yaml.
+
+    One policy per verifier that weights a best-of-N baseline, the binning verifier's first: each chooses only
+    among the strategies that use its verifier or none, and is measured against best-of-N weighted by the same
+    verifier (a policy free to pick an oracle's strategy would not compare with best-of-N weighted by a PRM)."""
     run_dir = Path(run_dir)
     cfg, records = load_run(run_dir)
     edges = difficulty_bins(records, cfg)
     verifier = binning_verifier(cfg)
-    baseline = baseline_points(records, verifier)
     result: dict[str, Any] = {"run": str(run_dir), "seed": seed, "edges": edges, "verifier": verifier,
-                              "baseline": baseline, "cross_validated": {}}
-    for kind in ("oracle", "predicted"):
-        if not any((r["bins"] or {}).get(kind) for r in records):
-            continue
-        cv = cross_validate(records, kind, seed)
-        for point in cv["points"]:
-            matched = budget_to_match(baseline, point["accuracy"])
-            point["baseline_budget"] = matched
-            point["saving"] = None if matched is None else matched / point["generation_budget"]
-        result["cross_validated"][kind] = cv
+                              "policies": [_policy(records, v, seed) for v in baseline_verifiers(records, verifier)]}
     out = run_dir / "scaling"
     out.mkdir(exist_ok=True)
-    if "predicted" in result["cross_validated"]:
-        choices = fit_policy(records, "predicted")
+    if verifier is not None and any((r["bins"] or {}).get("predicted") for r in records):
+        choices = fit_policy(comparable(records, verifier), "predicted")
         policy = policy_config(cfg, choices, edges["predicted"], verifier, run_dir)
         atomic.write_text(out / "policy.yaml", yaml.safe_dump(policy, sort_keys=False))
         result["policy"] = choices
     atomic.write_text(out / "scaling.json", json.dumps(result, indent=2))
     return result
+
+
+def _policy(records: list[dict[str, Any]], verifier: str | None, seed: int) -> dict[str, Any]:
+    """The cross-validated policy restricted to `verifier` (None: every strategy) per kind of bin, with its
+    weighted best-of-N baseline and, per budget, the baseline budget that matches it."""
+    baseline = baseline_points(records, verifier)
+    entry: dict[str, Any] = {"verifier": verifier, "baseline": baseline, "cross_validated": {}}
+    usable = comparable(records, verifier)
+    for kind in ("oracle", "predicted"):
+        if not any((r["bins"] or {}).get(kind) for r in records):
+            continue
+        cv = cross_validate(usable, kind, seed)
+        for point in cv["points"]:
+            matched = budget_to_match(baseline, point["accuracy"])
+            point["baseline_budget"] = matched
+            point["saving"] = None if matched is None else matched / point["generation_budget"]
+        entry["cross_validated"][kind] = cv
+    return entry
+
+
+def baseline_verifiers(records: list[dict[str, Any]], first: str | None) -> list[str | None]:
+    """The verifiers of the run's weighted best-of-N curves, `first` first ([None] when there is none)."""
+    keys = list(dict.fromkeys(_key(c) for c in series(records) if c["strategy"] == BASELINE))
+    return sorted(keys, key=lambda k: k != first) or [None]
+
+
+def comparable(records: list[dict[str, Any]], verifier: str | None) -> list[dict[str, Any]]:
+    """The records keeping only the outcomes a policy owning `verifier` may choose: the strategies that use it or
+    no verifier at all (None keeps every outcome)."""
+    if verifier is None:
+        return records
+    keys: dict[str, str | None] = {}
+    for r in records:
+        for o in r["outcomes"]:
+            if (k := series_key(o)) not in keys:
+                keys[k] = verifier_key(StrategyConfig(name=o["strategy"], **o["settings"]))
+    return [{**r, "outcomes": [o for o in r["outcomes"] if keys[series_key(o)] in (None, verifier)]}
+            for r in records]
 
 
 def policy_config(
@@ -151,7 +183,8 @@ def exchange(
     shared = [r for r in small if r["id"] in big]
     if not shared:
         raise ValueError(f"{small_dir} and {large_dir} share no question (or the large run has no greedy/pool)")
-    cv = cross_validate(shared, "oracle", seed)
+    verifier = binning_verifier(small_cfg)  # test-time compute that reads no gold answer, where the run has one
+    cv = cross_validate(comparable(shared, verifier), "oracle", seed)
     groups: dict[str, list[str]] = {"all": [r["id"] for r in shared]}
     for r in shared:
         if (b := r["bins"]["oracle"]) is not None:
@@ -164,7 +197,8 @@ def exchange(
             curve = [{"generation_budget": p["generation_budget"], "accuracy": p["accuracy_by_bin"]["oracle"][group]}
                      for p in cv["points"] if group in p["accuracy_by_bin"]["oracle"]]
         rows[group] = exchange_rows(curve, sum(big[i] for i in ids) / len(ids), m, ratios)
-    result = {"small": str(small_dir), "large": str(large_dir), "M": m, "ratios": list(ratios), "bins": rows}
+    result = {"small": str(small_dir), "large": str(large_dir), "M": m, "verifier": verifier, "ratios": list(ratios),
+              "bins": rows}
     out = Path(small_dir) / "scaling"
     out.mkdir(exist_ok=True)
     atomic.write_text(out / "exchange.json", json.dumps(result, indent=2))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from reasonscale.identity import digest
+from reasonscale.summary import COST_FIELDS, mean_se
 
 Record = dict[str, Any]
 ALL = 0
@@ -120,8 +121,6 @@ def fit_policy(records: Sequence[Record], kind: str) -> list[Record]:
 def policy_series(records: Sequence[Record], choices: Sequence[Record], kind: str = "predicted") -> Record:
     """A summary series for a configured policy applied by (predicted) bin: its accuracy and the cost of the
     routed strategy, per budget."""
-    from reasonscale.summary import COST_FIELDS
-
     points = []
     for budget, pairs in sorted(apply(records, choices, kind).items()):
         point = _point(budget, pairs, kind)
@@ -134,11 +133,13 @@ def policy_series(records: Sequence[Record], choices: Sequence[Record], kind: st
 
 def _point(budget: float, pairs: Sequence[tuple[Record, Record]], kind: str) -> Record:
     n = len(pairs)
+    accuracy, se = mean_se([float(o["correct"]) for _, o in pairs])
     return {
         "budget": int(budget) if float(budget).is_integer() else budget,
         "generation_budget": budget,
         "questions": n,
-        "accuracy": sum(float(o["correct"]) for _, o in pairs) / n if n else 0.0,
+        "accuracy": accuracy,
+        "accuracy_se": se,
         "generated_tokens": sum(float(o.get("generated_tokens", 0)) for _, o in pairs) / n if n else 0.0,
         "accuracy_by_bin": {kind: _by(pairs, lambda r: (r.get("bins") or {}).get(kind))},
     }
