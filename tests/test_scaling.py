@@ -138,6 +138,19 @@ def test_exchange_rows_give_the_small_model_only_budgets_it_was_evaluated_at():
     assert rows[1]["X"] == pytest.approx(4 + 9 / 22) and rows[1]["budget_used"] == 1
 
 
+def test_exchange_rows_in_flops_charge_the_verifier_and_the_resent_context():
+    # per question: the large model's answer costs 400 FLOPs; M = 4, so the small model writes it for 100, and
+    # may spend X * 100. Budget 16 costs 3000 FLOPs with its verifier: beyond X = 4.41 (R = 22), within 60.25.
+    curve = [{"generation_budget": 1, "accuracy": 0.3, "flops": 150.0},
+             {"generation_budget": 16, "accuracy": 0.5, "flops": 3000.0},
+             {"generation_budget": 64, "accuracy": 0.6, "flops": 12000.0}]
+    low_r, high_r = exchange_rows(curve, large_accuracy=0.4, m=4, ratios=[0.16, 22.0], large_flops=400.0)
+    assert low_r["compute"] == "flops" and low_r["limit"] == pytest.approx(6025.0)
+    assert low_r["budget_used"] == 16 and low_r["flops_used"] == 3000.0 and low_r["winner"] == "test-time"
+    assert high_r["limit"] == pytest.approx(440.9, abs=0.1) and high_r["budget_used"] == 1
+    assert high_r["small"] == 0.3 and high_r["winner"] == "pretraining" and not high_r["beyond_curve"]
+
+
 def test_runs_record_bins_and_summaries_break_down_by_bin(tmp_path, monkeypatch):
     from reasonscale.pipelines import evaluate
     from test_evaluate import FirstSevenVerifier, ScriptedEngine

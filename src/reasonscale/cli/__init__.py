@@ -124,13 +124,14 @@ def scaling_exchange(
 
     result = run_safely(exchange, small_run, large_run, m)
     table = Table(title=f"M = {result['M']:.2f}: small + test-time compute vs large greedy", padding=(0, 1, 0, 0))
-    for header in ("bin", "R", "X", "budget used", "small", "large", "winner"):
+    for header in ("bin", "R", "X", "small may spend", "budget used", "small", "large", "winner"):
         table.add_column(header, justify="right")
     for group, rows in result["bins"].items():
         for row in rows:
             small = "-" if row["small"] is None else f"{row['small']:.3f}"
             used = "-" if row["budget_used"] is None else f"{row['budget_used']:g}"
-            table.add_row(group, f"{row['R']:g}", f"{row['X']:.1f}", used, small, f"{row['large']:.3f}",
+            limit = f"{row['limit']:.3g} {'FLOPs' if row['compute'] == 'flops' else 'generations'}"
+            table.add_row(group, f"{row['R']:g}", f"{row['X']:.1f}", limit, used, small, f"{row['large']:.3f}",
                           str(row["winner"]))
     Console().print(table)
     console.print(f"details: {small_run / 'scaling' / 'exchange.json'}, plot: exchange.png")

@@ -272,10 +272,14 @@ def _short(verifier: str | None) -> str:
 def exchange_lines(ex: dict[str, Any]) -> list[str]:
     lines = ["", f"## FLOPs exchange (M = {ex['M']:.2f}, large model greedy; test-time compute verified by "
              f"{_short(ex.get('verifier'))})", "",
-             "| bin | R | X | budget used | small + test-time | large | winner |", "|---|---|---|---|---|---|---|"]
+             "The small model may spend X times the FLOPs it would take to write the large model's answers "
+             "(policy and verifier FLOPs, re-sent context included, as measured).", "",
+             "| bin | R | X | small FLOPs allowed | budget used | small + test-time | large | winner |",
+             "|---|---|---|---|---|---|---|---|"]
     for group, rows in ex["bins"].items():
         for row in rows:
             small = "-" if row["small"] is None else f"{row['small']:.3f}"
-            lines.append(f"| {group} | {row['R']:g} | {row['X']:.1f} | {row['budget_used']} | {small} | "
-                         f"{row['large']:.3f} | {row['winner']} |")
+            beyond = " (beyond the curve)" if row["beyond_curve"] else ""
+            lines.append(f"| {group} | {row['R']:g} | {row['X']:.1f} | {row['limit']:.3g}{beyond} | "
+                         f"{row['budget_used'] or '-'} | {small} | {row['large']:.3f} | {row['winner']} |")
     return [*lines, "", "![exchange](eval/scaling/exchange.png)"]

@@ -156,15 +156,17 @@ def parameter_count(path: str) -> int:
     return model.num_parameters(exclude_embeddings=True)
 
 
-def large_accuracy(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Each question's accuracy under the large model: its greedy answer, else pass@1 from its pool."""
+def large_answers(records: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Each question's (accuracy, inference FLOPs) under the large model: its greedy answer, else pass@1 and the
+    mean FLOPs of one sample from its pool."""
     out = {}
     for r in records:
         greedy = [o for o in r["outcomes"] if o["strategy"] == "greedy"]
         if greedy:
-            out[r["id"]] = float(greedy[0]["correct"])
+            out[r["id"]] = (float(greedy[0]["correct"]), float(greedy[0].get("flops", 0.0)))
         elif (p := pass_at_1(r)) is not None:
-            out[r["id"]] = p
+            pool = max(r["outcomes"], key=lambda o: o["generation_budget"])
+            out[r["id"]] = (p, float(pool.get("flops", 0.0)) / max(1.0, float(pool["generation_budget"])))
     return out
 
 
@@ -172,14 +174,16 @@ def exchange(
     small_dir: str | Path, large_dir: str | Path, m: float | None = None, ratios=PAPER_RATIOS, seed: int = 0
 ) -> dict[str, Any]:
     """The pretraining vs test-time exchange per oracle bin of the small model's run: for each R, the small model's
-    cross-validated compute-optimal accuracy within X = M + 3(M - 1)/R generations against the large model's
-    greedy (or pass@1) accuracy on the same questions. Writes `small_dir/scaling/exchange.json`."""
+    cross-validated compute-optimal accuracy within X = M + 3(M - 1)/R times the inference FLOPs of the large
+    model's greedy (or pass@1) answers, brought to the small model's size, against their accuracy on the same
+    questions (in generations where an engine counts no FLOPs). The test-time compute uses the run's binning
+    verifier (no gold answer) or none. Writes `small_dir/scaling/exchange.json`."""
     small_cfg, small = load_run(small_dir)
     large_cfg, large = load_run(large_dir)
     if m is None:
         m = parameter_count(large_cfg.model.path) / parameter_count(small_cfg.model.path)
     difficulty_bins(small, small_cfg)
-    big = large_accuracy(large)
+    big = large_answers(large)
     shared = [r for r in small if r["id"] in big]
     if not shared:
         raise ValueError(f"{small_dir} and {large_dir} share no question (or the large run has no greedy/pool)")
@@ -192,11 +196,13 @@ def exchange(
     rows = {}
     for group, ids in sorted(groups.items(), key=lambda item: (item[0] != "all", item[0])):
         if group == "all":
-            curve = [{"generation_budget": p["generation_budget"], "accuracy": p["accuracy"]} for p in cv["points"]]
+            curve = cv["points"]
         else:
-            curve = [{"generation_budget": p["generation_budget"], "accuracy": p["accuracy_by_bin"]["oracle"][group]}
+            curve = [{**p, "accuracy": p["accuracy_by_bin"]["oracle"][group], "flops": p["flops_by_bin"]["oracle"][group]}
                      for p in cv["points"] if group in p["accuracy_by_bin"]["oracle"]]
-        rows[group] = exchange_rows(curve, sum(big[i] for i in ids) / len(ids), m, ratios)
+        accuracy, flops = (sum(big[i][k] for i in ids) / len(ids) for k in (0, 1))
+        measured = flops > 0 and all(p["flops"] > 0 for p in cv["points"])  # engines that count their FLOPs
+        rows[group] = exchange_rows(curve, accuracy, m, ratios, flops if measured else None)
     result = {"small": str(small_dir), "large": str(large_dir), "M": m, "verifier": verifier, "ratios": list(ratios),
               "bins": rows}
     out = Path(small_dir) / "scaling"

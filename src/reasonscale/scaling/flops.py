@@ -45,14 +45,12 @@ def total_flops(parameters: float, pretraining: float, inference: float, multipl
     return pretraining_flops(parameters, pretraining) + multiplier * inference_flops(parameters, inference)
 
 
-def accuracy_within(points: Sequence[Mapping[str, Any]], budget: float) -> tuple[float | None, float | None]:
-    """(accuracy, budget used) of the best point of a curve whose generation budget is at most `budget` (the
-    small model never gets credit for compute it was not evaluated at; None if no point fits)."""
-    fitting = [p for p in points if p["generation_budget"] <= budget + 1e-9]
-    if not fitting:
-        return None, None
-    best = max(fitting, key=lambda p: (p["accuracy"], -p["generation_budget"]))
-    return best["accuracy"], best["generation_budget"]
+def accuracy_within(points: Sequence[Mapping[str, Any]], limit: float, cost: str = "generation_budget"
+                    ) -> Mapping[str, Any] | None:
+    """The best point of a curve whose `cost` is at most `limit` (the small model never gets credit for compute it
+    was not evaluated at; None if no point fits)."""
+    fitting = [p for p in points if p[cost] <= limit * (1 + 1e-9)]
+    return max(fitting, key=lambda p: (p["accuracy"], -p[cost])) if fitting else None
 
 
 def exchange_rows(
@@ -60,16 +58,28 @@ def exchange_rows(
     large_accuracy: float,
     m: float,
     ratios: Sequence[float] = PAPER_RATIOS,
+    large_flops: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Per R: the matched budget X, the small model's accuracy with test-time compute up to X (its curve's
-    points, in generations' worth of greedy), the large model's greedy accuracy, and which wins."""
+    """Per R: the matched multiplier X, the small model's best accuracy within it, the large model's greedy
+    accuracy, and which wins.
+
+    With `large_flops` (the large model's inference FLOPs per question), a point of the small curve fits when its
+    `flops` (policy and verifier, re-sent context included, as measured) are at most X·large_flops/M: the small
+    model's FLOPs on the large model's tokens, X times over. Without it, a point fits when its generation budget
+    is at most X (generations' worth of greedy)."""
+    cost = "flops" if large_flops else "generation_budget"
     rows = []
     for r in ratios:
         x = matched_multiplier(m, r)
-        small, used = accuracy_within(small_curve, x)
+        limit = x * large_flops / m if large_flops else x
+        best = accuracy_within(small_curve, limit, cost)
+        small = None if best is None else best["accuracy"]
         winner = None if small is None else ("test-time" if small > large_accuracy else "pretraining")
         if small is not None and small == large_accuracy:
             winner = "tie"
-        rows.append({"R": r, "X": x, "budget_used": used, "small": small, "large": large_accuracy, "winner": winner,
-                     "beyond_curve": bool(small_curve) and x > max(p["generation_budget"] for p in small_curve)})
+        rows.append({"R": r, "X": x, "compute": cost, "limit": limit,
+                     "budget_used": None if best is None else best["generation_budget"],
+                     "flops_used": None if best is None else best.get("flops"),
+                     "small": small, "large": large_accuracy, "winner": winner,
+                     "beyond_curve": bool(small_curve) and limit > max(p[cost] for p in small_curve)})
     return rows

@@ -141,15 +141,19 @@ def _point(budget: float, pairs: Sequence[tuple[Record, Record]], kind: str) -> 
         "accuracy": accuracy,
         "accuracy_se": se,
         "generated_tokens": sum(float(o.get("generated_tokens", 0)) for _, o in pairs) / n if n else 0.0,
+        "flops": sum(float(o.get("flops", 0)) for _, o in pairs) / n if n else 0.0,
         "accuracy_by_bin": {kind: _by(pairs, lambda r: (r.get("bins") or {}).get(kind))},
+        "flops_by_bin": {kind: _by(pairs, lambda r: (r.get("bins") or {}).get(kind), "flops")},
     }
 
 
-def _by(pairs: Sequence[tuple[Record, Record]], group: Callable[[Record], Any]) -> dict[str, float]:
+def _by(pairs: Sequence[tuple[Record, Record]], group: Callable[[Record], Any], field: str = "correct"
+        ) -> dict[str, float]:
+    """The mean of an outcome field per group of questions."""
     values: dict[str, list[float]] = defaultdict(list)
     for r, o in pairs:
         if (g := group(r)) is not None:
-            values[str(g)].append(float(o["correct"]))
+            values[str(g)].append(float(o.get(field, 0.0)))
     return {g: sum(v) / len(v) for g, v in sorted(values.items())}
 
 
