@@ -104,8 +104,8 @@ def sampled(per_level: int, run: Path, work: Path, policy: str) -> list[PRMExamp
 
 
 def pool(run: Path, size: int):
-    """Test problems, the first `size` candidates of each, their step lists and oracle step scores."""
-    task = build_task(TaskConfig(name="lab", split="test", lab={"levels": [1, 2, 3, 4, 5], "per_level": 40}))
+    """Test problems (the run's task), the first `size` candidates of each, their step lists and oracle scores."""
+    task = build_task(TaskConfig.model_validate(json.loads((run / "summary.json").read_text())["config"]["task"]))
     problems = {p.id: p for p in task.load()}
     records = [json.loads(line) for line in (run / "eval" / "results.jsonl").read_text().splitlines()]
     return task, [(problems[r["id"]], r["candidates"][:size]) for r in records]
