@@ -6,10 +6,10 @@ label, plus optional pairwise ranking terms within a problem (labels of differen
 easy problem's wrong step may outscore a hard problem's right one): between its steps (`rank_weight`) and between
 its solutions' last-step logits, the score best-of-N selects by with `aggregate: last` (`solution_rank_weight`).
 Both compare what is in one batch; `batching: problem` puts all of a problem's examples in one, so they compare its
-solutions with each other. The loop is plain PyTorch on
-`prm.device`; every `log.save_steps` it checkpoints the trainable weights, optimizer, scheduler, RNGs and data
-order in the work directory, so a killed run resumes to the same weights. The model is published merged with
-`reasonscale_prm.json`, so `build_verifier("prm", task, path)` scores with it as trained.
+solutions with each other. The loop is plain PyTorch on `prm.device`; every `log.save_steps` it checkpoints the
+trainable weights, optimizer, scheduler, RNGs and data order in the work directory, so a killed run resumes to the
+same weights. The model is published merged with `reasonscale_prm.json`, so `build_verifier("prm", task, path)`
+scores with it as trained.
 """
 
 from __future__ import annotations
