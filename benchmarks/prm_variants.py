@@ -206,7 +206,9 @@ def metrics(items, scores: list[list[list[float]]]) -> dict[str, float | None]:
                             ("majority", pick_weighted([1.0] * len(cands), answers))):
             right[name].append(float(index is not None and correct[index]))
     out: dict[str, float | None] = {"step_auc": roc_auc(step_s, step_y),
-                                    "within_auc": statistics.fmean(within) if within else None}
+                                    "within_auc": statistics.fmean(within) if within else None,
+                                    "within_auc_se": statistics.stdev(within) / math.sqrt(len(within))
+                                    if len(within) > 1 else None}
     for name, hits in right.items():
         out[name] = statistics.fmean(hits)
         out[name + "_se"] = math.sqrt(out[name] * (1 - out[name]) / len(hits))
@@ -250,12 +252,13 @@ def main() -> None:
         rows[name] |= {"examples": len(examples), "train_s": result.seconds}
         print(json.dumps({"variant": name, **rows[name]}), flush=True)
     n = args.pool
-    print(f"\n| variant | train examples | step AUC | within-problem AUC | near-miss acc. | best-of-{n} | "
+    print(f"\n| variant | train examples | step AUC | within-problem AUC (± SE) | near-miss acc. | best-of-{n} | "
           f"weighted best-of-{n} | majority@{n} | weighted - majority |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, m in rows.items():
         near = f"{m['near_miss']:.3f}" if "near_miss" in m else ""
-        print(f"| {name} | {m.get('examples', '')} | {m['step_auc']:.3f} | {m['within_auc']:.3f} | {near} | "
+        print(f"| {name} | {m.get('examples', '')} | {m['step_auc']:.3f} | "
+              f"{m['within_auc']:.3f} ± {m['within_auc_se']:.3f} | {near} | "
               f"{m['best']:.3f} ± {m['best_se']:.3f} | {m['weighted']:.3f} ± {m['weighted_se']:.3f} | "
               f"{m['majority']:.3f} ± {m['majority_se']:.3f} | "
               f"{m['weighted_minus_majority']:+.3f} ± {m['paired_se']:.3f} |")
