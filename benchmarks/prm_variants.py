@@ -10,6 +10,10 @@ test problem in its `eval/results.jsonl`, whose oracle step scores are the truth
   oracle+hnK    oracle with them
   oracle-moreN  oracle labels on N training problems per level, sampled from the policy (the run's store is
                 copied so its cached samples are reused)
+  ...+group     any of these with each batch holding whole problems (`prm.batching: problem`), so the ranking
+                term compares a problem's solutions with each other (default: examples batched at random)
+  ...+srankW    any of these with weight W on the ranking loss between a problem's solutions' last-step scores
+                (`prm.solution_rank_weight`; e.g. oracle+group+srank1)
   ...@eE        any of these trained for E epochs instead of 4 (e.g. oracle@e16)
 
 Printed per variant: pooled step ROC AUC on first-error labels, within-problem AUC of final scores (mean over
@@ -44,15 +48,34 @@ from reasonscale.verifiers import build_verifier
 TRAIN = PRMTrainConfig(mode="token", target="soft", epochs=4, batch_size=32, lr=1e-3, rank_weight=0.5)
 
 
+def parse(name: str) -> tuple[str, dict[str, str]]:
+    """Variant `name` as its label source and options: `hn`, `srank` (with their numbers), `group` and `e`."""
+    head, _, epochs = name.partition("@e")
+    base, *options = head.split("+")
+    found = {"e": epochs} if epochs else {}
+    for option in options:
+        key = next((k for k in ("hn", "srank", "group") if option.startswith(k)), None)
+        if key is None or (key == "group") != (option == "group"):
+            raise ValueError(f"unknown option '+{option}' in variant '{name}'")
+        found[key] = option.removeprefix(key)
+    return base, found
+
+
 def settings(name: str) -> PRMTrainConfig:
-    """The training settings of variant `name`: the run's, with `@eE` its epochs."""
-    _, _, epochs = name.partition("@e")
-    return TRAIN.model_copy(update={"epochs": float(epochs)}) if epochs else TRAIN
+    """The training settings of variant `name`: the run's, with its epochs, batching and solution ranking weight."""
+    _, options = parse(name)
+    update: dict = {"batching": "problem"} if "group" in options else {}
+    if "e" in options:
+        update["epochs"] = float(options["e"])
+    if "srank" in options:
+        update["solution_rank_weight"] = float(options["srank"])
+    return TRAIN.model_copy(update=update)
 
 
 def training_set(name: str, run: Path, work: Path, policy: str) -> list[PRMExample]:
     """The examples variant `name` trains on (hard negatives included)."""
-    base, _, negatives = name.partition("@e")[0].partition("+hn")
+    base, options = parse(name)
+    negatives = options.get("hn")
     if base == "mc":
         examples = load_examples(run / "prm_data.jsonl")
     elif base == "oracle":
@@ -81,8 +104,8 @@ def sampled(per_level: int, run: Path, work: Path, policy: str) -> list[PRMExamp
 
 
 def pool(run: Path, size: int):
-    """Test problems, the first `size` candidates of each, their step lists and oracle step scores."""
-    task = build_task(TaskConfig(name="lab", split="test", lab={"levels": [1, 2, 3, 4, 5], "per_level": 40}))
+    """Test problems (the run's task), the first `size` candidates of each, their step lists and oracle scores."""
+    task = build_task(TaskConfig.model_validate(json.loads((run / "summary.json").read_text())["config"]["task"]))
     problems = {p.id: p for p in task.load()}
     records = [json.loads(line) for line in (run / "eval" / "results.jsonl").read_text().splitlines()]
     return task, [(problems[r["id"]], r["candidates"][:size]) for r in records]
@@ -183,7 +206,9 @@ def metrics(items, scores: list[list[list[float]]]) -> dict[str, float | None]:
                             ("majority", pick_weighted([1.0] * len(cands), answers))):
             right[name].append(float(index is not None and correct[index]))
     out: dict[str, float | None] = {"step_auc": roc_auc(step_s, step_y),
-                                    "within_auc": statistics.fmean(within) if within else None}
+                                    "within_auc": statistics.fmean(within) if within else None,
+                                    "within_auc_se": statistics.stdev(within) / math.sqrt(len(within))
+                                    if len(within) > 1 else None}
     for name, hits in right.items():
         out[name] = statistics.fmean(hits)
         out[name + "_se"] = math.sqrt(out[name] * (1 - out[name]) / len(hits))
@@ -227,12 +252,13 @@ def main() -> None:
         rows[name] |= {"examples": len(examples), "train_s": result.seconds}
         print(json.dumps({"variant": name, **rows[name]}), flush=True)
     n = args.pool
-    print(f"\n| variant | train examples | step AUC | within-problem AUC | near-miss acc. | best-of-{n} | "
+    print(f"\n| variant | train examples | step AUC | within-problem AUC (± SE) | near-miss acc. | best-of-{n} | "
           f"weighted best-of-{n} | majority@{n} | weighted - majority |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, m in rows.items():
         near = f"{m['near_miss']:.3f}" if "near_miss" in m else ""
-        print(f"| {name} | {m.get('examples', '')} | {m['step_auc']:.3f} | {m['within_auc']:.3f} | {near} | "
+        print(f"| {name} | {m.get('examples', '')} | {m['step_auc']:.3f} | "
+              f"{m['within_auc']:.3f} ± {m['within_auc_se']:.3f} | {near} | "
               f"{m['best']:.3f} ± {m['best_se']:.3f} | {m['weighted']:.3f} ± {m['weighted_se']:.3f} | "
               f"{m['majority']:.3f} ± {m['majority_se']:.3f} | "
               f"{m['weighted_minus_majority']:+.3f} ± {m['paired_se']:.3f} |")

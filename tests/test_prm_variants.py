@@ -21,6 +21,7 @@ from reasonscale.pipelines.search_experiment import (
     trained_prm,
 )
 from reasonscale.tasks.lab import LabTask
+from reasonscale.train.prm import PRMTrainConfig
 from reasonscale.types import Completion, Problem, SamplingParams
 from reasonscale.verifiers.oracle import OracleVerifier
 
@@ -110,6 +111,15 @@ def test_the_prm_identity_changes_with_labels_and_hard_negatives(tiny_model_dir,
     }
     assert len(keys) == 5  # (rollouts and samples change the data file, which is hashed)
     assert prm_identity(write(tmp_path), str(tiny_model_dir), data) in keys  # and is stable
+
+
+def test_the_prm_identity_changes_with_problem_batching_and_solution_ranking(tiny_model_dir, tmp_path):
+    data = tmp_path / "prm_data.jsonl"
+    data.write_text('{"a": 1}\n')
+    trains = ({}, {"batching": "problem"}, {"solution_rank_weight": 1.0}, {"batching": "problem",
+                                                                             "solution_rank_weight": 1.0})
+    keys = {prm_identity(write(tmp_path, train=PRMTrainConfig(**t)), str(tiny_model_dir), data) for t in trains}
+    assert len(keys) == 4
 
 
 def test_oracle_labels_end_to_end_make_no_rollout_calls(tiny_model_dir, tmp_path, monkeypatch):

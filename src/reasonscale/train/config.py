@@ -142,6 +142,14 @@ class PRMSettings(Section):
     mode: Literal["head", "token"] = Field("head", description="value head at step ends, or good/bad token logits")
     target: Literal["soft", "hard"] = Field("soft", description="train on the soft (fraction) or hard (any) labels")
     rank_weight: float = Field(0.0, ge=0, description="weight of a pairwise ranking loss between steps of a problem")
+    solution_rank_weight: float = Field(
+        0.0, ge=0, description="weight of a pairwise ranking loss between the last-step scores of a problem's "
+        "solutions (the score best-of-N selects by), ordered by their last labels"
+    )
+    batching: Literal["random", "problem"] = Field(
+        "random", description="random: examples shuffled alone; problem: each batch holds whole problems (all their "
+        "examples, cut at batch_size), so the ranking losses compare a problem's solutions"
+    )
     step_separator: str | None = Field(None, description="what follows each step (default: newline, or ' TAG\\n')")
     step_tag: str | None = Field(None, description="the token in the separator where the score is read")
     good_token: str = Field("+", description="token mode: the token whose logit means a good step")

@@ -2,11 +2,14 @@
 reads it, with the training layer's config, identity, skipping, LoRA and publishing (`train/common.py`).
 
 The loss acts on one logit per step (`verifiers.prm.step_logits`): binary cross-entropy against the soft or hard
-label, plus an optional pairwise ranking term between steps of the same problem (labels of different problems are
-not comparable: an easy problem's wrong step may outscore a hard problem's right one). The loop is plain PyTorch on
-`prm.device`; every `log.save_steps` it checkpoints the trainable weights, optimizer, scheduler, RNGs and data
-order in the work directory, so a killed run resumes to the same weights. The model is published merged with
-`reasonscale_prm.json`, so `build_verifier("prm", task, path)` scores with it as trained.
+label, plus optional pairwise ranking terms within a problem (labels of different problems are not comparable: an
+easy problem's wrong step may outscore a hard problem's right one): between its steps (`rank_weight`) and between
+its solutions' last-step logits, the score best-of-N selects by with `aggregate: last` (`solution_rank_weight`).
+Both compare what is in one batch; `batching: problem` puts all of a problem's examples in one, so they compare its
+solutions with each other. The loop is plain PyTorch on `prm.device`; every `log.save_steps` it checkpoints the
+trainable weights, optimizer, scheduler, RNGs and data order in the work directory, so a killed run resumes to the
+same weights. The model is published merged with `reasonscale_prm.json`, so `build_verifier("prm", task, path)`
+scores with it as trained.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import math
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -104,9 +108,11 @@ def encode_examples(
 
 
 def batch_loss(
-    model, batch: list[Encoded], fmt: PRMFormat, good_bad, rank_weight: float, pad: int, device: str = "cpu"
+    model, batch: list[Encoded], fmt: PRMFormat, good_bad, rank_weight: float, pad: int, device: str = "cpu",
+    solution_rank_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Cross-entropy of every step's logit against its label, plus the optional ranking term."""
+    """Cross-entropy of every step's logit against its label, plus the optional ranking terms: between steps and
+    between examples' last steps (each example's last logit and label), of the same problem."""
     width = max(len(e.ids) for e in batch)
     input_ids = torch.tensor([e.ids + [pad] * (width - len(e.ids)) for e in batch], device=device)
     mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in batch], device=device)
@@ -116,10 +122,14 @@ def batch_loss(
     z = step_logits(logits[rows, cols], fmt, good_bad).float()
     y = torch.tensor([v for e in batch for v in e.labels], dtype=z.dtype, device=device)
     loss = F.binary_cross_entropy_with_logits(z, y)
+    problems = {p: i for i, p in enumerate(dict.fromkeys(e.problem for e in batch))}
     if rank_weight > 0:
-        problems = {p: i for i, p in enumerate(dict.fromkeys(e.problem for e in batch))}
         groups = torch.tensor([problems[e.problem] for e in batch for _ in e.positions], device=device)
         loss = loss + rank_weight * ranking_loss(z, y, groups)
+    if solution_rank_weight > 0:
+        last = torch.tensor([len(e.positions) for e in batch], device=device).cumsum(0) - 1
+        groups = torch.tensor([problems[e.problem] for e in batch], device=device)
+        loss = loss + solution_rank_weight * ranking_loss(z[last], y[last], groups)
     return loss
 
 
@@ -131,6 +141,14 @@ def ranking_loss(z: torch.Tensor, y: torch.Tensor, groups: torch.Tensor | None =
     if not above.any():
         return z.sum() * 0.0
     return -F.logsigmoid(z[:, None] - z[None, :])[above].mean()
+
+
+def problem_units(data: Sequence[Encoded], size: int) -> list[list[int]]:
+    """The indices of each problem's examples, in data order, cut into pieces of at most `size` (a batch)."""
+    by_problem: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(data):
+        by_problem[e.problem].append(i)
+    return [ids[k : k + size] for ids in by_problem.values() for k in range(0, len(ids), size)]
 
 
 def resolve_device(device: str) -> str:
@@ -180,9 +198,11 @@ def train_prm_run(cfg: PRMConfig, progress: bool = True, on_step: OnStep | None 
         pad = tokenizer.pad_token_id or 0
 
         def loss_of(batch: list[Encoded]) -> torch.Tensor:
-            return batch_loss(model, batch, fmt, good_bad, cfg.prm.rank_weight, pad, device)
+            return batch_loss(model, batch, fmt, good_bad, cfg.prm.rank_weight, pad, device,
+                              cfg.prm.solution_rank_weight)
 
-        history, steps = train_loop(job, model, data, loss_of, device, progress, on_step)
+        units = problem_units(data, cfg.optim.batch_size) if cfg.prm.batching == "problem" else None
+        history, steps = train_loop(job, model, data, loss_of, device, progress, on_step, units)
         finish(job, model.eval(), tokenizer, history, steps, {"prm": asdict(fmt)}, save=fmt.save)
         return TrainResult(job.output, read_info(job.output) or {}, trained=True)
 
@@ -194,6 +214,10 @@ class PRMTrainConfig(Section):
     mode: Literal["head", "token"] = Field("head", description="value head at step ends, or good/bad token logits")
     target: Literal["soft", "hard"] = "soft"
     rank_weight: float = Field(0.0, ge=0, description="weight of a pairwise ranking loss between steps")
+    solution_rank_weight: float = Field(
+        0.0, ge=0, description="weight of a pairwise ranking loss between a problem's solutions (last-step scores)"
+    )
+    batching: Literal["random", "problem"] = Field("random", description="problem: a batch holds whole problems")
     step_separator: str = "\n"
     epochs: float = Field(3.0, gt=0)
     batch_size: int = Field(32, ge=1)
@@ -228,6 +252,7 @@ def prm_config(examples_file: Path, base: str | Path, output_dir: str | Path, cf
         "log": {"logging_steps": 1},
         "output_dir": str(output_dir),
         "prm": PRMSettings(mode=cfg.mode, target=cfg.target, rank_weight=cfg.rank_weight,
+                           solution_rank_weight=cfg.solution_rank_weight, batching=cfg.batching,
                            step_separator=cfg.step_separator, device=device).model_dump(),
     })
 

@@ -1,8 +1,12 @@
 """The PRM trainer's loop: AdamW steps over shuffled batches, with checkpoints a killed run resumes from exactly.
 
+A batch is made of whole units (index lists into the data, each example alone by default): the units are shuffled
+each epoch by the seeded data-order generator and a batch takes the next ones while they fit in `batch_size`
+examples (at least one), so grouped units (a problem's solutions) always train together.
+
 A checkpoint (`<work>/checkpoints/step-N.pt`, written atomically, the newest `log.save_total_limit` kept) holds the
 trainable weights, the optimizer and scheduler states, the torch and data-order RNG states, the order of the
-current epoch's remaining examples and the loss history, so the resumed run takes the same steps on the same
+current epoch's remaining units and the loss history, so the resumed run takes the same steps on the same
 batches. Mixed precision is bf16 autocast when the run's precision is bf16.
 """
 
@@ -21,7 +25,6 @@ import torch
 from reasonscale.train.common import CHECKPOINTS, Job
 
 
-
 def train_loop(
     job: Job,
     model: torch.nn.Module,
@@ -30,10 +33,13 @@ def train_loop(
     device: str,
     progress: bool,
     on_step: Callable[[int, float], None] | None = None,
+    units: Sequence[Sequence[int]] | None = None,
 ) -> tuple[list[dict[str, float]], int]:
-    """Train `model` on `data` (loss of a batch by `loss_of`); returns the logged history and the steps taken."""
+    """Train `model` on `data` (loss of a batch by `loss_of`), batching whole `units` (default: each example
+    alone); returns the logged history and the steps taken."""
     from transformers import get_scheduler
 
+    units = [list(u) for u in units] if units is not None else [[i] for i in range(len(data))]
     o, log = job.cfg.optim, job.cfg.log
     total = o.max_steps or max(1, math.ceil(o.epochs * len(data) / (o.batch_size * o.grad_accum)))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -54,9 +60,10 @@ def train_loop(
         step += 1
         loss_sum = 0.0
         for _ in range(o.grad_accum):
-            if len(order) < o.batch_size:
-                order += rng.sample(range(len(data)), len(data))
-            batch, order = [data[i] for i in order[: o.batch_size]], order[o.batch_size :]
+            if sum(len(units[u]) for u in order) < o.batch_size:
+                order += rng.sample(range(len(units)), len(units))
+            taken, order = take(order, units, o.batch_size)
+            batch = [data[i] for u in taken for i in units[u]]
             with autocast:
                 loss = loss_of(batch)
             (loss / o.grad_accum).backward()
@@ -75,6 +82,14 @@ def train_loop(
         if on_step:
             on_step(step, loss_sum / o.grad_accum)
     return history, step
+
+
+def take(order: list[int], units: list[list[int]], size: int) -> tuple[list[int], list[int]]:
+    """The leading units of `order` that fit in `size` examples (at least one), and the rest of `order`."""
+    count, n = len(units[order[0]]), 1
+    while n < len(order) and count + len(units[order[n]]) <= size:
+        count, n = count + len(units[order[n]]), n + 1
+    return order[:n], order[n:]
 
 
 def last_checkpoint(folder: Path) -> Path | None:
