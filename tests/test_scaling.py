@@ -213,9 +213,15 @@ def test_scaling_fit_writes_a_policy_that_a_run_applies_by_predicted_bin(tmp_pat
     assert shown.exit_code == 0 and "predicted bins" in shown.output and "policy.yaml" in shown.output
     missing = CliRunner().invoke(app, ["scaling", "fit", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "summary.json" in missing.output
+    baseline = {p["generation_budget"]: p["accuracy"] for p in result["policies"][0]["baseline"]}
     for cv in result["policies"][0]["cross_validated"].values():
         assert [p["generation_budget"] for p in cv["points"]] == [1.0, 2.0, 4.0, 8.0]
         assert all(p["questions"] == 12 for p in cv["points"])
+        for p in cv["points"]:  # the paired difference is over the same 12 questions
+            if p["generation_budget"] in baseline:
+                assert p["vs_baseline"] == pytest.approx(p["accuracy"] - baseline[p["generation_budget"]])
+            if p["baseline_budget"] is None:
+                assert p["saving_above"] == max(baseline) / p["generation_budget"]
     policy_cfg = load_config(tmp_path / "run" / "scaling" / "policy.yaml")
     assert policy_cfg.policy and policy_cfg.difficulty.edges == result["edges"]["predicted"]
     calls = engine.calls

@@ -210,17 +210,16 @@ def write_lab_report(out: Path, result: dict[str, Any]) -> None:
               "![compute-optimal vs best-of-N](compute_optimal.png)", "",
               "Each policy chooses among the strategies that use its verifier or none, and is measured against "
               "best-of-N weighted by the same verifier.", "",
-              "| verifier | bins | budget | accuracy | best-of-N | best-of-N budget to match | saving |",
-              "|---|---|---|---|---|---|---|"]
+              "| verifier | bins | budget | accuracy | best-of-N | difference (paired) | best-of-N budget to match "
+              "| saving |", "|---|---|---|---|---|---|---|---|"]
     for entry in result["compute_optimal"]["policies"]:
         baseline = {p["generation_budget"]: p["accuracy"] for p in entry["baseline"]}
         for kind, cv in entry["cross_validated"].items():
             for p in cv["points"]:
-                saving = "-" if p["saving"] is None else f"{p['saving']:.2f}x"
-                base = baseline.get(p["generation_budget"])
                 lines.append(f"| {_short(entry['verifier'])} | {kind} | {p['generation_budget']:g} | "
-                             f"{p['accuracy']:.3f} ± {p['accuracy_se']:.3f} | {'-' if base is None else f'{base:.3f}'} "
-                             f"| {p['baseline_budget'] or '-'} | {saving} |")
+                             f"{p['accuracy']:.3f} ± {p['accuracy_se']:.3f} | {_cell(baseline.get(p['generation_budget']))} "
+                             f"| {_cell(p.get('vs_baseline'), p.get('vs_baseline_se'))} | {p['baseline_budget'] or '-'} "
+                             f"| {_saving(p)} |")
     if "exchange" in result:
         lines += exchange_lines(result["exchange"])
     atomic.write_text(out / "report.md", "\n".join(lines) + "\n")
@@ -262,6 +261,19 @@ def plot_compute_optimal(fitted: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
+
+
+def _cell(value: float | None, se: float | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.3f} ± {se:.3f}" if se is not None else f"{value:.3f}"
+
+
+def _saving(point: dict[str, Any]) -> str:
+    """How many times the policy's budget best-of-N needs to match it ("> 4.00x": not even at its largest)."""
+    if point["saving"] is not None:
+        return f"{point['saving']:.2f}x"
+    return f"> {point['saving_above']:.2f}x" if point.get("saving_above") else "-"
 
 
 def _short(verifier: str | None) -> str:

@@ -24,7 +24,7 @@ from reasonscale.scaling.bins import pass_at_1
 from reasonscale.scaling.flops import PAPER_RATIOS, exchange_rows
 from reasonscale.scaling.policy import budget_to_match, cross_validate, fit_policy, series_key
 from reasonscale.search.strategy import build_strategy
-from reasonscale.summary import series
+from reasonscale.summary import mean_se, series
 
 BASELINE = "weighted_best_of_n"
 
@@ -88,14 +88,22 @@ def _policy(records: list[dict[str, Any]], verifier: str | None, seed: int) -> d
     baseline = baseline_points(records, verifier)
     entry: dict[str, Any] = {"verifier": verifier, "baseline": baseline, "cross_validated": {}}
     usable = comparable(records, verifier)
+    base_correct = {(r["id"], float(o["generation_budget"])): float(o["correct"]) for r in usable
+                    for o in r["outcomes"] if o["strategy"] == BASELINE and verifier is not None}
+    largest = max((p["generation_budget"] for p in baseline), default=None)
     for kind in ("oracle", "predicted"):
         if not any((r["bins"] or {}).get(kind) for r in records):
             continue
         cv = cross_validate(usable, kind, seed)
         for point in cv["points"]:
+            budget = point["generation_budget"]
             matched = budget_to_match(baseline, point["accuracy"])
             point["baseline_budget"] = matched
-            point["saving"] = None if matched is None else matched / point["generation_budget"]
+            point["saving"] = None if matched is None else matched / budget
+            # best-of-N never reaches the policy within its largest budget: the saving is more than that ratio
+            point["saving_above"] = largest / budget if matched is None and largest else None
+            diffs = [c - base_correct[i, budget] for i, c in point["correct_by_id"].items() if (i, budget) in base_correct]
+            point["vs_baseline"], point["vs_baseline_se"] = mean_se(diffs) if diffs else (None, None)
         entry["cross_validated"][kind] = cv
     return entry
 

@@ -100,7 +100,8 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Two-fold cross-validated accuracy of the compute-optimal policy per budget, overall and per bin.
 
-    Returns {"points": [{budget, accuracy, accuracy_by_bin, generated_tokens, questions}], "folds": [{"select":
+    Returns {"points": [{budget, accuracy, accuracy_by_bin, generated_tokens, questions, correct_by_id}], "folds":
+    [{"select":
     ids, "report": ids, "choices": [...]}]}: each fold's policy is selected on its `select` ids only."""
     first, second = halves(records, seed)
     folds, reported = [], defaultdict(list)
@@ -110,7 +111,12 @@ def cross_validate(
                       "choices": choices})
         for budget, pairs in apply(reported_on, choices, kind).items():
             reported[budget].extend(pairs)
-    return {"points": [_point(budget, pairs, kind) for budget, pairs in sorted(reported.items())], "folds": folds}
+    points = []
+    for budget, pairs in sorted(reported.items()):
+        point = _point(budget, pairs, kind)
+        point["correct_by_id"] = {r["id"]: float(o["correct"]) for r, o in pairs}
+        points.append(point)
+    return {"points": points, "folds": folds}
 
 
 def fit_policy(records: Sequence[Record], kind: str) -> list[Record]:
