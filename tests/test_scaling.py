@@ -110,8 +110,11 @@ def test_policy_picks_per_bin_and_budget():
     assert choices[16.0, 1] == "sequential"  # a tie in accuracy goes to fewer generated tokens
     result = cross_validate(records, "oracle")
     assert [p["accuracy"] for p in result["points"]] == [1.0, 1.0]
-    assert budget_to_match([{"generation_budget": 4, "accuracy": 0.5}, {"generation_budget": 16, "accuracy": 0.8}],
-                           0.7) == 16
+    curve = [{"generation_budget": 16, "accuracy": 0.8}, {"generation_budget": 4, "accuracy": 0.5},
+             {"generation_budget": 64, "accuracy": 0.7}]
+    assert budget_to_match(curve, 0.65) == pytest.approx(8.0)  # halfway from 0.5 to 0.8: halfway from 4 to 16 in log
+    assert budget_to_match(curve, 0.5) == 4 and budget_to_match(curve, 0.3) == 4
+    assert budget_to_match(curve, 0.8) == 16 and budget_to_match(curve, 0.9) is None
 
 
 def test_flops_formulas_on_hand_computed_cases():

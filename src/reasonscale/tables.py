@@ -81,7 +81,7 @@ def scaling_table(result: dict[str, Any]) -> Table:
         curves = [entry["cross_validated"][k]["points"] for k in kinds if k in entry["cross_validated"]]
         for i, point in enumerate(curves[0] if curves else []):
             budget = point["generation_budget"]
-            matched = [f"{b:g}" if (b := c[i]["baseline_budget"]) is not None else "-" for c in curves]
+            matched = [f"{b:.3g}" if (b := c[i]["baseline_budget"]) is not None else "-" for c in curves]
             table.add_row(
                 escape(str(entry["verifier"] or "any")),
                 f"{budget:g}",

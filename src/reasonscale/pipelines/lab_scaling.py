@@ -210,7 +210,7 @@ def write_lab_report(out: Path, result: dict[str, Any]) -> None:
               "![compute-optimal vs best-of-N](compute_optimal.png)", "",
               "Each policy chooses among the strategies that use its verifier or none, and is measured against "
               "best-of-N weighted by the same verifier.", "",
-              "| verifier | bins | budget | accuracy | best-of-N | difference (paired) | best-of-N budget to match "
+              "| verifier | bins | budget | accuracy | best-of-N | difference (paired) | best-of-N budget to match (log-interpolated) "
               "| saving |", "|---|---|---|---|---|---|---|---|"]
     for entry in result["compute_optimal"]["policies"]:
         baseline = {p["generation_budget"]: p["accuracy"] for p in entry["baseline"]}
@@ -218,7 +218,7 @@ def write_lab_report(out: Path, result: dict[str, Any]) -> None:
             for p in cv["points"]:
                 lines.append(f"| {_short(entry['verifier'])} | {kind} | {p['generation_budget']:g} | "
                              f"{p['accuracy']:.3f} ± {p['accuracy_se']:.3f} | {_cell(baseline.get(p['generation_budget']))} "
-                             f"| {_cell(p.get('vs_baseline'), p.get('vs_baseline_se'))} | {p['baseline_budget'] or '-'} "
+                             f"| {_cell(p.get('vs_baseline'), p.get('vs_baseline_se'))} | {'-' if p['baseline_budget'] is None else f"{p['baseline_budget']:.3g}"} "
                              f"| {_saving(p)} |")
     if "exchange" in result:
         lines += exchange_lines(result["exchange"])
