@@ -218,7 +218,7 @@ def write_lab_report(out: Path, result: dict[str, Any]) -> None:
             for p in cv["points"]:
                 lines.append(f"| {_short(entry['verifier'])} | {kind} | {p['generation_budget']:g} | "
                              f"{p['accuracy']:.3f} ± {p['accuracy_se']:.3f} | {_cell(baseline.get(p['generation_budget']))} "
-                             f"| {_cell(p.get('vs_baseline'), p.get('vs_baseline_se'))} | {'-' if p['baseline_budget'] is None else f"{p['baseline_budget']:.3g}"} "
+                             f"| {_cell(p.get('vs_baseline'), p.get('vs_baseline_se'))} | {_cell(p['baseline_budget'], digits=3)} "
                              f"| {_saving(p)} |")
     if "exchange" in result:
         lines += exchange_lines(result["exchange"])
@@ -263,10 +263,13 @@ def plot_compute_optimal(fitted: dict[str, Any], path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
-def _cell(value: float | None, se: float | None = None) -> str:
+def _cell(value: float | None, se: float | None = None, digits: int | None = None) -> str:
+    """A report cell: "-" for nothing, a signed value with its standard error, or a value (`digits` significant)."""
     if value is None:
         return "-"
-    return f"{value:+.3f} ± {se:.3f}" if se is not None else f"{value:.3f}"
+    if se is not None:
+        return f"{value:+.3f} ± {se:.3f}"
+    return f"{value:.{digits}g}" if digits else f"{value:.3f}"
 
 
 def _saving(point: dict[str, Any]) -> str:
