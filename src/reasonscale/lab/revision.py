@@ -56,7 +56,7 @@ class RevisionVerifierConfig(Section):
 class RevisionStageConfig(Section):
     """How the revision model's data is sampled and how it is trained."""
 
-    train_per_level: int = Field(40, ge=1, description="training questions per level")
+    train_per_level: int = Field(400, ge=1, description="training questions per level (fewer overfit: measured)")
     samples: int = Field(16, ge=1, description="parallel answers per question (64 in the paper)")
     temperature: float = Field(1.0, ge=0, description="sampling temperature of those answers (higher than eval)")
     max_tokens: int = Field(160, ge=1)
