@@ -192,6 +192,10 @@ def test_run_identity_ignores_throughput_settings_only(setup):
     assert evaluate.run_key(faster, "scripted") == key
     assert evaluate.run_key(hotter, "scripted") != key
     assert evaluate.run_key(setup, "scripted:bfloat16") != key  # another dtype or weights of the policy
+    smaller_cache = setup.model.model_copy(update={"prefix_cache_mb": 64})
+    no_cache = setup.model.model_copy(update={"prefix_cache_mb": 0})
+    assert evaluate.run_key(setup.model_copy(update={"model": smaller_cache}), "scripted") == key
+    assert evaluate.run_key(setup.model_copy(update={"model": no_cache}), "scripted") != key  # FLOPs change
 
 
 def test_retrained_policy_in_place_changes_the_run_key(setup, tmp_path):

@@ -55,14 +55,16 @@ def verifier_identity(strategy: VerifiedStrategyConfig) -> str:
 
 def run_key(cfg: RunConfig, policy: str | None = None) -> str:
     """Identity of a run's results: the config (but where it is written and throughput settings), the policy's
-    content identity and dtype (`policy`, default `engine_identity(cfg.model)`), and the content identity of every
-    verifier model, so a model retrained in place invalidates exactly the results that depend on it."""
+    content identity and dtype (`policy`, default `engine_identity(cfg.model)`), the content identity of every
+    verifier model, so a model retrained in place invalidates exactly the results that depend on it, and whether
+    the hf engine caches prompt prefixes (no sample changes, but the FLOPs a result records do)."""
     # difficulty bins and a policy are read off finished results: they change no result
     where = {"output_dir": True, "cache_path": True, "difficulty": True, "policy": True}
     data = cfg.model_dump(exclude={**where, "model": set(ModelConfig.THROUGHPUT_FIELDS)})
     verified = [s for s in cfg.strategies if uses_verifier(s)]
     verifiers = {s.verifier_key(): verifier_identity(s) for s in verified}
-    return digest({"config": data, "policy": policy or engine_identity(cfg.model), "verifiers": verifiers})
+    return digest({"config": data, "policy": policy or engine_identity(cfg.model), "verifiers": verifiers,
+                   "prefix_cache": cfg.model.prefix_cache_mb > 0})
 
 
 def binning_verifier(cfg: RunConfig) -> str | None:
