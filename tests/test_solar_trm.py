@@ -98,6 +98,9 @@ def test_a_single_task_trm_trains_one_head(tmp_path, tiny_model_dir):
 def test_metrics_by_hand():
     rows = [{"id": "q", "hard_label": 0}, {"id": "q", "hard_label": 1}, {"id": "r", "hard_label": 1}]
     assert selection_accuracy(rows, [0.2, 0.9, 0.1]) == 1.0 and selection_accuracy(rows, [0.9, 0.2, 0.1]) == 0.5
+    picked = trm_metrics([{**r, "prompt": "p", "response": "x", "label": r["hard_label"]} for r in rows],
+                         lambda prompts, responses: [0.9, 0.2, 0.1], None)
+    assert picked["selection_accuracy"] == 0.5 and picked["selection_accuracy_se"] == pytest.approx(0.5 / 2 ** 0.5)
     actual = {"q": {"a": 1.0, "b": 0.0}, "r": {"a": 0.5, "b": 0.25}}
     assert topology_spearman(actual, {"q": {"a": 0.9, "b": 0.1}, "r": {"a": 0.6, "b": 0.5}}) == pytest.approx(1.0)
     assert topology_spearman(actual, {"q": {"a": 0.1, "b": 0.9}, "r": {"a": 0.5, "b": 0.6}}) < 0

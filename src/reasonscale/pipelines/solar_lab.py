@@ -314,7 +314,8 @@ def solar_report(summary: dict[str, Any]) -> str:
               "| model | selection accuracy | Spearman |", "|---|---|---|"]  # fmt: skip
     for name, metric in summary["reward_models"]["metrics"].items():
         sel, rho = metric.get("selection_accuracy", float("nan")), metric.get("spearman", float("nan"))
-        lines.append(f"| {name} | {sel:.3f} | {rho:.3f} |")
+        se = f" ± {metric['selection_accuracy_se']:.3f}" if "selection_accuracy_se" in metric else ""
+        lines.append(f"| {name} | {sel:.3f}{se} | {rho:.3f} |")
     stages = ", ".join(f"{s['stage']} {s['in']} -> {s['out']}" for s in summary["tuning"]["filters"])
     lines += ["", f"Tuning set: {stages}.",
               "", "Mean generated tokens of one chain per segment:", "", "| policy | " + " | ".join(SEGMENTS) + " |",

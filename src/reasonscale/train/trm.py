@@ -24,6 +24,7 @@ import torch
 from pydantic import Field, model_validator
 
 from reasonscale.config import Section
+from reasonscale.summary import mean_se
 from reasonscale.tasks.io import iter_jsonl
 from reasonscale.train.common import (
     TrainResult,
@@ -196,13 +197,19 @@ def _train(cfg: TRMConfig, model: TRM, data, pad: int, progress: bool) -> list[d
     return history
 
 
-def selection_accuracy(rows: Sequence[dict[str, Any]], scores: Sequence[float]) -> float:
-    """The fraction of questions whose top-scored response (ties: the first) is right."""
+def selected_labels(rows: Sequence[dict[str, Any]], scores: Sequence[float]) -> list[int]:
+    """Per question, the hard label of its top-scored response (ties: the first)."""
     best: dict[str, tuple[float, int]] = {}
     for row, score in zip(rows, scores, strict=True):
         if row["id"] not in best or score > best[row["id"]][0]:
             best[row["id"]] = (score, row["hard_label"])
-    return sum(label for _, label in best.values()) / len(best) if best else float("nan")
+    return [label for _, label in best.values()]
+
+
+def selection_accuracy(rows: Sequence[dict[str, Any]], scores: Sequence[float]) -> float:
+    """The fraction of questions whose top-scored response (ties: the first) is right."""
+    labels = selected_labels(rows, scores)
+    return sum(labels) / len(labels) if labels else float("nan")
 
 
 def topology_spearman(actual: dict[str, dict[str, float]], predicted: dict[str, dict[str, float]]) -> float:
@@ -225,7 +232,8 @@ def trm_metrics(
     out: dict[str, float] = {"questions": len({r["id"] for r in rows})}
     if answer_score is not None:
         scores = answer_score([r["prompt"] for r in rows], [r["response"] for r in rows])
-        out["selection_accuracy"] = selection_accuracy([{**r, "hard_label": r["label"]} for r in rows], scores)
+        labels = selected_labels([{**r, "hard_label": r["label"]} for r in rows], scores)
+        out["selection_accuracy"], out["selection_accuracy_se"] = mean_se([float(v) for v in labels])
     if topology_score is not None:
         actual: dict[str, dict[str, float]] = defaultdict(dict)
         prompts: dict[str, str] = {}
