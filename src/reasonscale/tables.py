@@ -60,12 +60,14 @@ def tag_table(tag: dict[str, Any]) -> Table:
     )
     table = Table(title=title, padding=(0, 1, 0, 0))
     table.add_column("topology", overflow="fold", min_width=14)
-    for header in ["acc", *(f"L{lvl}" for lvl in levels), "win", "tokens"]:
+    for header in ["acc", "vs best", *(f"L{lvl}" for lvl in levels), "win", "tokens"]:
         table.add_column(header, justify="right", no_wrap=True, min_width=4)
     for label, v in tag["variants"].items():
         cells = [f"{v['accuracy_by_level'].get(lvl, float('nan')):.3f}" for lvl in levels]
         win, tokens = f"{v['win_rate']:.3f}", f"{v['generated_tokens']:.0f}"
-        table.add_row(escape(label), f"{v['accuracy']:.3f}", *cells, win, tokens)
+        accuracy = f"{v['accuracy']:.3f} ± {v['accuracy_se']:.3f}" if "accuracy_se" in v else f"{v['accuracy']:.3f}"
+        gap = f"{v['vs_best']:+.3f} ± {v['vs_best_se']:.3f}" if "vs_best" in v else "-"
+        table.add_row(escape(label), accuracy, gap, *cells, win, tokens)
     return table
 
 
