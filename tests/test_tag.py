@@ -175,3 +175,18 @@ def test_a_topology_with_budgets_gives_one_variant_per_budget(tmp_path):
     assert {r["variant"] for r in rows} == {"cot@1", "cot@4", "tot[oracle]"}
     tokens = {v: sum(r["usage"]["generated_tokens"] for r in rows if r["variant"] == v) for v in ("cot@1", "cot@4")}
     assert tokens["cot@4"] > 2 * tokens["cot@1"] > 0  # four chains voting, charged as four
+
+
+def test_the_terminal_table_shows_standard_errors_and_the_gap_to_the_best():
+    from rich.console import Console
+
+    from reasonscale.tables import tag_table
+
+    variant = {"accuracy": 0.5, "accuracy_se": 0.05, "vs_best": -0.1, "vs_best_se": 0.02, "accuracy_by_level": {"1": 0.5},
+               "win_rate": 0.4, "generated_tokens": 60.0}
+    tag = {"questions": 10, "segments": {"easy": 10}, "oracle_topology_accuracy": 0.6,
+           "best_single": {"accuracy": 0.5}, "variants": {"cot": variant}}
+    console = Console(width=200, record=True)
+    console.print(tag_table(tag))
+    text = console.export_text()
+    assert "0.500 ± 0.050" in text and "-0.100 ± 0.020" in text
