@@ -182,8 +182,8 @@ def test_the_terminal_table_shows_standard_errors_and_the_gap_to_the_best():
 
     from reasonscale.tables import tag_table
 
-    variant = {"accuracy": 0.5, "accuracy_se": 0.05, "vs_best": -0.1, "vs_best_se": 0.02, "accuracy_by_level": {"1": 0.5},
-               "win_rate": 0.4, "generated_tokens": 60.0}
+    variant = {"accuracy": 0.5, "accuracy_se": 0.05, "vs_best": -0.1, "vs_best_se": 0.02,
+               "accuracy_by_level": {"1": 0.5}, "win_rate": 0.4, "generated_tokens": 60.0}
     tag = {"questions": 10, "segments": {"easy": 10}, "oracle_topology_accuracy": 0.6,
            "best_single": {"accuracy": 0.5}, "variants": {"cot": variant}}
     console = Console(width=200, record=True)

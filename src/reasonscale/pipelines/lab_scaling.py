@@ -210,16 +210,17 @@ def write_lab_report(out: Path, result: dict[str, Any]) -> None:
               "![compute-optimal vs best-of-N](compute_optimal.png)", "",
               "Each policy chooses among the strategies that use its verifier or none, and is measured against "
               "best-of-N weighted by the same verifier.", "",
-              "| verifier | bins | budget | accuracy | best-of-N | difference (paired) | best-of-N budget to match (log-interpolated) "
-              "| saving |", "|---|---|---|---|---|---|---|---|"]
+              "| verifier | bins | budget | accuracy | best-of-N | difference (paired) "
+              "| best-of-N budget to match (log-interpolated) | saving |", "|---|---|---|---|---|---|---|---|"]
     for entry in result["compute_optimal"]["policies"]:
         baseline = {p["generation_budget"]: p["accuracy"] for p in entry["baseline"]}
         for kind, cv in entry["cross_validated"].items():
             for p in cv["points"]:
-                lines.append(f"| {_short(entry['verifier'])} | {kind} | {p['generation_budget']:g} | "
-                             f"{p['accuracy']:.3f} ± {p['accuracy_se']:.3f} | {_cell(baseline.get(p['generation_budget']))} "
-                             f"| {_cell(p.get('vs_baseline'), p.get('vs_baseline_se'))} | {_cell(p['baseline_budget'], digits=3)} "
-                             f"| {_saving(p)} |")
+                cells = [_short(entry["verifier"]), kind, f"{p['generation_budget']:g}",
+                         f"{p['accuracy']:.3f} ± {p['accuracy_se']:.3f}", _cell(baseline.get(p["generation_budget"])),
+                         _cell(p.get("vs_baseline"), p.get("vs_baseline_se")), _cell(p["baseline_budget"], digits=3),
+                         _saving(p)]
+                lines.append("| " + " | ".join(cells) + " |")
     if "exchange" in result:
         lines += exchange_lines(result["exchange"])
     atomic.write_text(out / "report.md", "\n".join(lines) + "\n")

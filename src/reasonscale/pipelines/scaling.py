@@ -102,7 +102,8 @@ def _policy(records: list[dict[str, Any]], verifier: str | None, seed: int) -> d
             point["saving"] = None if matched is None else matched / budget
             # best-of-N never reaches the policy within its largest budget: the saving is more than that ratio
             point["saving_above"] = largest / budget if matched is None and largest else None
-            diffs = [c - base_correct[i, budget] for i, c in point["correct_by_id"].items() if (i, budget) in base_correct]
+            diffs = [c - base_correct[i, budget] for i, c in point["correct_by_id"].items()
+                     if (i, budget) in base_correct]
             point["vs_baseline"], point["vs_baseline_se"] = mean_se(diffs) if diffs else (None, None)
         entry["cross_validated"][kind] = cv
     return entry
@@ -206,7 +207,8 @@ def exchange(
         if group == "all":
             curve = cv["points"]
         else:
-            curve = [{**p, "accuracy": p["accuracy_by_bin"]["oracle"][group], "flops": p["flops_by_bin"]["oracle"][group]}
+            curve = [{**p, "accuracy": p["accuracy_by_bin"]["oracle"][group],
+                      "flops": p["flops_by_bin"]["oracle"][group]}
                      for p in cv["points"] if group in p["accuracy_by_bin"]["oracle"]]
         accuracy, flops = (sum(big[i][k] for i in ids) / len(ids) for k in (0, 1))
         measured = flops > 0 and all(p["flops"] > 0 for p in cv["points"])  # engines that count their FLOPs
