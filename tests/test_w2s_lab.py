@@ -1,9 +1,10 @@
-"""The lab weak-to-strong design: related families compute the target's values in other forms that the lab task
+"""The lab weak-to-strong design: related families compute the target's values in other layouts that the lab task
 cannot read as answers, documents, the strong model's pretraining (resumable, reused), the lab config, the CLI."""
 
 from __future__ import annotations
 
 import json
+import random
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 from reasonscale.cli import app
 from reasonscale.config import TaskConfig, load_config
-from reasonscale.lab.families import FAMILIES, document, solve_as
+from reasonscale.lab.families import SEPARATORS, TARGET, Layout, document, is_family, random_layout
 from reasonscale.lab.splits import held_out_questions, split_graphs
 from reasonscale.lab.tokenizer import build_char_tokenizer
 from reasonscale.lab import train as lab_train
@@ -27,33 +28,45 @@ from reasonscale.tasks.lab import LabTask
 EXAMPLE = Path(__file__).parent.parent / "examples" / "lab_w2s.yaml"
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_a_family_computes_the_target_values_in_a_form_the_task_cannot_grade(family: str) -> None:
-    task = LabTask(TaskConfig(name="lab"))
+def test_the_target_layout_writes_the_lab_solution() -> None:
     for level in (1, 3, 5):
         for graph in split_graphs("train", level, 5):
-            text = solve_as(family, graph)
-            assert task.extract_answer(text) is None and text != graph.solution
-            target_lines = graph.solution.splitlines()
-            lines = text.splitlines()
-            assert len(lines) == len(target_lines)
-            for mine, theirs in zip(lines[:-1], target_lines[:-1]):  # every step holds the same result
-                assert re.search(rf"\b{theirs.rsplit('=', 1)[1]}\b", mine)
-            assert str(graph.answer) in lines[-1]
-    with pytest.raises(ValueError, match="unknown lab family"):
-        solve_as("target", graph)
+            assert TARGET.solve(graph) == graph.solution
+    assert not is_family(TARGET) and not is_family(Layout((": ", ": ", ": "), "xanswery", "="))
+    assert not is_family(Layout(("=", "=", "="), "total", ": ")) and is_family(Layout(("=", "=", ": "), "total", "="))
 
 
-def test_documents_are_one_family_fit_and_avoid_evaluation_problems() -> None:
+def test_a_family_computes_the_target_values_in_a_form_the_task_cannot_grade() -> None:
+    task = LabTask(TaskConfig(name="lab"))
+    rng = random.Random(0)
+    layouts = [random_layout(rng) for _ in range(200)]
+    assert all(is_family(layout) for layout in layouts) and len(set(layouts)) == len(layouts)
+    assert {sep for layout in layouts for sep in layout.steps} == set(SEPARATORS)
+    for layout in layouts[:20]:
+        for level in (1, 3, 5):
+            for graph in split_graphs("train", level, 3):
+                text = layout.solve(graph)
+                assert task.extract_answer(text) is None and text != graph.solution
+                target_lines = graph.solution.splitlines()
+                lines = text.splitlines()
+                assert len(lines) == len(target_lines)
+                for mine, theirs in zip(lines[:-1], target_lines[:-1]):  # the same parts, other separators
+                    assert re.split(r"=| = |: | -> |, | is |; | := ", mine) == theirs.split("=")
+                assert lines[-1] == f"{layout.keyword}{layout.answer_sep}{graph.answer}"
+
+
+def test_documents_are_one_layout_fit_and_avoid_evaluation_problems() -> None:
     held_out = held_out_questions()
+    keywords = set()
     for index in range(20):
-        doc = document(index, [1, 2, 3], ["arrow", "backward"], 600)
-        assert doc == document(index, [1, 2, 3], ["arrow", "backward"], 600)
+        doc = document(index, [1, 2, 3], 600)
+        assert doc == document(index, [1, 2, 3], 600) and doc != document(index, [1, 2, 3], 600, seed=1)
         assert sum(len(q) + len(s) + 3 for q, s in doc) <= 600 or len(doc) == 1
         assert all(q not in held_out for q, _ in doc)
-        finals = {s.splitlines()[-1].split()[0] for _, s in doc}  # "result:" (arrow) or a number (backward)
-        assert finals == {"result:"} or all(f.isdigit() for f in finals)
-    assert len({document(i, [1, 2], ["arrow", "backward"], 600)[0][1].count("->") > 0 for i in range(20)}) == 2
+        finals = {s.splitlines()[-1].rstrip("-0123456789") for _, s in doc}  # keyword and separator
+        assert len(finals) == 1 and len(doc) >= 2
+        keywords |= finals
+    assert len(keywords) == 20
 
 
 def test_documents_train_on_solutions_and_their_ends_only() -> None:
@@ -115,8 +128,8 @@ def test_a_budget_stopped_strong_run_is_incomplete_and_resumes_to_the_same_weigh
 
 def test_the_strong_fingerprint_covers_every_setting() -> None:
     variants = [StrongPreset(), StrongPreset(steps=4), StrongPreset(max_positions=2048),
-                StrongPreset(families=("arrow", "values", "backward")), StrongPreset(levels=(5, 4, 3, 2, 1)),
-                StrongPreset(doc_chars=800), StrongPreset(warmup_steps=50), StrongPreset(seed=1)]
+                StrongPreset(levels=(5, 4, 3, 2, 1)),
+                StrongPreset(doc_chars=900), StrongPreset(warmup_steps=50), StrongPreset(seed=1)]
     assert len({p.fingerprint() for p in variants}) == len(variants)
     assert strong_dir(StrongPreset()).name == f"w2s-strong-{StrongPreset().fingerprint()}"
 
@@ -147,5 +160,5 @@ def test_w2s_cli_errors_name_the_place(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "stage2.tau" in result.output
     result = CliRunner().invoke(app, ["lab", "w2s", str(EXAMPLE), "--set", "levels=[1,6]"])
     assert result.exit_code == 2 and "levels" in result.output
-    result = CliRunner().invoke(app, ["lab", "w2s", str(EXAMPLE), "--set", "strong.families=[arrow,target]"])
-    assert result.exit_code == 2 and "strong.families" in result.output and "'target'" in result.output
+    result = CliRunner().invoke(app, ["lab", "w2s", str(EXAMPLE), "--set", "strong.families=[arrow]"])
+    assert result.exit_code == 2 and "strong.families" in result.output

@@ -1,73 +1,91 @@
-"""Related lab task families: the same computation-graph questions, solved in other written forms.
+"""Related lab task families: the same computation-graph questions, solved in other written layouts.
 
 The lab's own solution form (the target task of the weak-to-strong experiment) writes each needed quantity as
-definition, operand values and result, then `answer=N`. A family computes exactly the same quantities in the same
-order but writes them differently, and never with an answer line the lab task reads (`answer=`, `the answer is`),
-so a model that knows only the families has the skill but not the target's form:
+name, definition, operand values and result joined by "=", then `answer=N`. A family computes exactly the same
+quantities in the same order and shows the same parts, but joins them with other separators and ends with another
+keyword; a layout is drawn per document:
 
-  target    c=2*a=2*13=26        answer=13
-  values    c=2*13=26            so f=13
-  arrow     c: 2*a -> 26         result: 13
-  backward  26=2*13=c            13 is f
+  target      c=2*a=2*13=26            answer=13
+  a family    c: 2*a -> 2*13 = 26      total is 13
+  another     c := 2*a; 2*13, 26       f: 13
 
-A document is several solved problems of one family, each `question\\n solution` and a blank line between them, as
-the lab task lays out few-shot prompts: a model pretrained on documents learns to continue in the form of the
-examples before it, so demonstrations in the target form can show it that form.
+A layout never joins all three step parts with "=" (the target's steps) and its keyword never contains "answer",
+so no family is the target and the lab task never reads a family's answer line: a model that knows only the
+families has the skill but not the target's form. Because the layout changes from document to document and stays
+fixed within one, a model pretrained on documents learns to continue in the layout of the examples before it, so
+demonstrations in the target's layout can show it that layout.
+
+A document is several solved problems of one layout, each `question\\n solution` and a blank line between them, as
+the lab task lays out few-shot prompts.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+import string
+from dataclasses import dataclass
 
 from reasonscale.lab.graph import Graph, Node
 from reasonscale.lab.splits import train_problem
 
-
-def _values(node: Node, values: dict[str, int]) -> str:
-    return f"{node.name}={node.expression(values)}={node.value}"
-
-
-def _arrow(node: Node, values: dict[str, int]) -> str:
-    return f"{node.name}: {node.expression()} -> {node.value}"
+SEPARATORS = ("=", " = ", ": ", " -> ", ", ", " is ", "; ", " := ")
+KEYWORD_LETTERS = (3, 7)  # a keyword is this many random lowercase letters
+LAYOUT_SPACE = {"separators": SEPARATORS, "keyword_letters": KEYWORD_LETTERS}  # what the documents draw from
 
 
-def _backward(node: Node, values: dict[str, int]) -> str:
-    return f"{node.value}={node.expression(values)}={node.name}"
+@dataclass(frozen=True)
+class Layout:
+    """How a family writes a solution: each step is name, definition, operand values and result (operand values
+    only when the definition names other quantities), joined by `steps`; the last line is `keyword`, `answer_sep`
+    and the answer."""
+
+    steps: tuple[str, str, str]
+    keyword: str
+    answer_sep: str
+
+    def step(self, node: Node, values: dict[str, int]) -> str:
+        to_definition, to_values, to_result = self.steps
+        shown = f"{to_values}{node.expression(values)}" if node.inputs else ""
+        return f"{node.name}{to_definition}{node.expression()}{shown}{to_result}{node.value}"
+
+    def solve(self, graph: Graph) -> str:
+        """The solution of `graph` in this layout (the needed quantities in definition order, then the answer)."""
+        lines = [self.step(n, graph.values) for n in graph.nodes if n.name in graph.needed]
+        return "\n".join([*lines, f"{self.keyword}{self.answer_sep}{graph.answer}"])
 
 
-Step = Callable[[Node, dict[str, int]], str]
-FAMILIES: dict[str, tuple[Step, Callable[[Graph], str]]] = {
-    "values": (_values, lambda g: f"so {g.target}={g.answer}"),
-    "arrow": (_arrow, lambda g: f"result: {g.answer}"),
-    "backward": (_backward, lambda g: f"{g.answer} is {g.target}"),
-}
+TARGET = Layout(("=", "=", "="), "answer", "=")  # the lab task's own form: never a family
 
 
-def solve_as(family: str, graph: Graph) -> str:
-    """The solution of `graph` written in `family`'s form (the needed quantities in definition order)."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown lab family '{family}': use one of {', '.join(FAMILIES)}")
-    step, final = FAMILIES[family]
-    lines = [step(n, graph.values) for n in graph.nodes if n.name in graph.needed]
-    return "\n".join([*lines, final(graph)])
+def is_family(layout: Layout) -> bool:
+    """Whether `layout` is far enough from the target's: not its steps, and no answer line the lab task reads."""
+    return layout.steps != TARGET.steps and "answer" not in layout.keyword.lower()
 
 
-def document(
-    index: int, levels: list[int], families: list[str], max_chars: int, seed: int = 0
-) -> list[tuple[str, str]]:
-    """Document `index`: solved problems (question, solution) of one family, of random levels, as many as fit in
-    `max_chars` (at least one). A pure function of its arguments; problems come from the lab's train split under
-    keys of their own ("w2s-doc/..."), never the evaluation problems."""
+def random_layout(rng: random.Random) -> Layout:
+    """A family layout drawn uniformly from the layout space (redrawn while it is not a family)."""
+    while True:
+        letters = rng.randint(*KEYWORD_LETTERS)
+        keyword = "".join(rng.choice(string.ascii_lowercase) for _ in range(letters))
+        steps = (rng.choice(SEPARATORS), rng.choice(SEPARATORS), rng.choice(SEPARATORS))
+        layout = Layout(steps, keyword, rng.choice(SEPARATORS))
+        if is_family(layout):
+            return layout
+
+
+def document(index: int, levels: list[int], max_chars: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Document `index`: solved problems (question, solution) in one random family layout, of random levels, as
+    many as fit in `max_chars` (at least one). A pure function of its arguments; problems come from the lab's train
+    split under keys of their own ("w2s-doc/..."), never the evaluation problems."""
     rng = random.Random(f"w2s-doc/{seed}/{index}")
-    family = rng.choice(families)
+    layout = random_layout(rng)
     examples: list[tuple[str, str]] = []
     used = 0
     for j in range(64):
         graph = train_problem(rng.choice(levels), f"w2s-doc/{seed}/{index}/{j}")
         if graph is None:
             continue
-        pair = (graph.question, solve_as(family, graph))
+        pair = (graph.question, layout.solve(graph))
         size = len(pair[0]) + len(pair[1]) + 3
         if examples and used + size > max_chars:
             break

@@ -1,8 +1,8 @@
 """The strong model of the lab weak-to-strong experiment: a larger tiny Llama pretrained on documents of related
-task families (`lab.families`), never on the target task's solutions.
+task families (`lab.families`: other layouts), never on the target task's solutions.
 
 The weak model is an ordinary lab preset (trained on the target's gold solutions). The strong one learns the same
-computations written in other forms, several solved problems per document, so it has the skill (a gold-label
+computations written in other layouts, several solved problems per document, so it has the skill (a gold-label
 fine-tune shows it: the ceiling) and can follow demonstrations, but does not write the target's form by itself.
 Its pretraining follows the lab presets' conventions and reuses `lab.train`'s pieces (state, schedule, optimizer,
 step, checkpoint): it is defined by its steps, a wall-time budget only caps one call (a run it stops is saved and
@@ -19,7 +19,7 @@ import torch
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
 from reasonscale.identity import digest
-from reasonscale.lab.families import FAMILIES, document
+from reasonscale.lab.families import LAYOUT_SPACE, document
 from reasonscale.lab.model import ModelSpec, Preset, TrainSpec
 from reasonscale.lab.train import IGNORE_INDEX, NextBatch, cache_root, train
 
@@ -48,13 +48,12 @@ class StrongPreset:
     heads: int = 4
     mlp_size: int = 512
     max_positions: int = 1024
-    steps: int = 3000
+    steps: int = 2000
     batch_size: int = 8  # documents per step
     lr: float = 3e-3
     warmup_steps: int = 100
     levels: tuple[int, ...] = (1, 2, 3, 4, 5)
-    families: tuple[str, ...] = tuple(FAMILIES)
-    doc_chars: int = 900
+    doc_chars: int = 800
     seed: int = 0
 
     def preset(self) -> Preset:
@@ -66,14 +65,15 @@ class StrongPreset:
 
     def fingerprint(self) -> str:
         """A short hash of the preset's (model, every training setting, level specs, text format) and of what the
-        documents are drawn from (levels and families in order: the draws pick from them by index)."""
-        documents = {key: value for key, value in asdict(self).items() if key in ("levels", "families", "doc_chars")}
+        documents are drawn from (levels in order: the draws pick from them by index; length; the layout space)."""
+        documents = {key: value for key, value in asdict(self).items() if key in ("levels", "doc_chars")}
+        documents["layouts"] = LAYOUT_SPACE
         return digest({"preset": self.preset().fingerprint(), "documents": documents}, length=12)
 
     def documents(self, position: int) -> list[list[tuple[str, str]]]:
         """The batch of documents `position`, `position + 1`, ... (a pure function: a resumed run sees the same)."""
-        levels, families = list(self.levels), list(self.families)
-        return [document(position + i, levels, families, self.doc_chars, self.seed) for i in range(self.batch_size)]
+        levels = list(self.levels)
+        return [document(position + i, levels, self.doc_chars, self.seed) for i in range(self.batch_size)]
 
 
 def encode_documents(tokenizer: PreTrainedTokenizerBase, docs: list[list[tuple[str, str]]]) -> dict[str, torch.Tensor]:

@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from reasonscale.config import Section, load_config
-from reasonscale.lab.families import FAMILIES
 from reasonscale.pipelines.w2s import run_w2s
 from reasonscale.pipelines.w2s_config import (
     Baselines,
@@ -32,20 +31,11 @@ class StrongSettings(Section):
     layers: int = Field(4, ge=1)
     heads: int = Field(4, ge=1)
     mlp_size: int = Field(512, ge=8)
-    steps: int = Field(3000, ge=1)
+    steps: int = Field(2000, ge=1)
     batch_size: int = Field(8, ge=1)
     lr: float = Field(3e-3, gt=0)
-    families: list[str] = Field(default_factory=lambda: list(FAMILIES), min_length=1)
-    doc_chars: int = Field(900, ge=100)
+    doc_chars: int = Field(800, ge=100)
     seed: int = 0
-
-    @field_validator("families")
-    @classmethod
-    def _known_families(cls, families: list[str]) -> list[str]:
-        unknown = [family for family in families if family not in FAMILIES]
-        if unknown:
-            raise ValueError(f"unknown lab family '{unknown[0]}': use some of {', '.join(FAMILIES)}")
-        return families
 
 
 class LabW2SConfig(Section):
@@ -88,8 +78,7 @@ def run_lab_w2s(config_path: str | Path, overrides: list[str] | None = None, pro
     from reasonscale.lab.w2s_presets import StrongPreset, train_strong
 
     cfg = load_config(config_path, overrides, model=LabW2SConfig)
-    strong_settings = {**cfg.strong.model_dump(), "families": tuple(cfg.strong.families)}
-    preset = StrongPreset(**strong_settings, levels=tuple(cfg.levels))
+    preset = StrongPreset(**cfg.strong.model_dump(), levels=tuple(cfg.levels))
     run_cfg = w2s_config(cfg, Path("weak"), Path("strong"))  # every setting checked before anything trains
     weak = train_preset(cfg.weak_preset, budget_s=cfg.weak_budget_s, progress=progress)
     strong = train_strong(preset, budget_s=cfg.strong_budget_s, progress=progress)
