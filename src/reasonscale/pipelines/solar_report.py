@@ -36,13 +36,13 @@ def plot_curve(curve: dict[str, list[dict[str, Any]]], path: Path) -> None:
         ys = [p["accuracy"] for p in points]
         spread = [p["seed_spread"] / 2 for p in points]
         style = "--" if "matched" in method or "oracle" in method else "-"
-        ax.errorbar(xs, ys, yerr=spread, linestyle=style, marker="osD^v<>p"[i % 7], markersize=4, capsize=2,
+        ax.errorbar(xs, ys, yerr=spread, linestyle=style, marker="osD^v<>p"[i % 8], markersize=4, capsize=2,
                     elinewidth=0.8, color=plt.cm.tab10(i % 10), label=method)  # fmt: skip
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(tick_text))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: tick_text(v) if f"{v:e}"[0] in "25" else ""))
     ax.set_xlabel("generated tokens per question")
-    ax.set_ylabel("accuracy (mean over seeds; bar: seed spread)")
+    ax.set_ylabel("accuracy (mean over seeds; bar: the seed spread)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
