@@ -1,5 +1,6 @@
-"""`reasonscale lab solar` end to end at a tiny size (a scripted base policy, a tiny real model to tune and score),
-and `reasonscale solar tune` / `solar trm` from a TAG export; a re-run makes no model call and trains nothing."""
+"""`reasonscale lab solar` end to end at a tiny size (a scripted base policy, a tiny real model to tune and score):
+every method at every budget, the matched arms along the curve, the report and its plot; a re-run makes no model
+call and trains nothing. And `reasonscale solar tune` / `solar trm` from a TAG export."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from typer.testing import CliRunner
 from reasonscale.cli import app
 from reasonscale.config import load_config
 from reasonscale.engines.hf import HFEngine
-from reasonscale.pipelines.solar_lab import MATCHED, METHODS, SolarConfig, matched_chains, run_solar
+from reasonscale.pipelines.solar_lab import MATCHED, METHODS, PAIRS, SolarConfig, run_solar
+from reasonscale.pipelines.solar_results import matched_chains
 
 FAST = {"log": {"logging_steps": 1, "cpu_threads": 1}}
 
 
-def solar_config(tmp_path, tiny) -> SolarConfig:
+def solar_config(tmp_path, tiny, **changes) -> SolarConfig:
     return SolarConfig.model_validate({
         "model": {"path": str(tiny), "device": "cpu"},
         "train_task": {"name": "lab", "split": "train", "lab": {"levels": [2, 3], "per_level": 4}},
@@ -29,9 +31,9 @@ def solar_config(tmp_path, tiny) -> SolarConfig:
         "responses": 2,
         "trm": {"training": {"lora": {"enabled": False}, "optim": {"max_steps": 3, "batch_size": 4}, **FAST}},
         "tune": {"training": {"optim": {"max_steps": 3, "batch_size": 4, "learning_rate": 1e-3}, **FAST}},
-        "evaluate": {"n": 2, "matched": True},
+        "evaluate": {"budgets": [1, 2], "matched": True},
         "output_dir": str(tmp_path / "solar"),
-    })  # fmt: skip
+    } | changes)  # fmt: skip
 
 
 class CountingHF(HFEngine):
@@ -62,30 +64,45 @@ def test_lab_solar_end_to_end_and_rerun_is_free(tmp_path, tiny_model_dir):
     engines = Engines(str(tiny_model_dir))
     summary = run_solar(cfg, show_progress=False, engine_factory=engines)
     assert engines.calls() > 0
-    assert set(summary["methods"]) == set(METHODS) | set(MATCHED)
-    pairs = (("base-matched", ("rewarding", "base")), ("tuning-matched", ("hybrid", "tuning")))
-    for arm, (topological, chains) in pairs:
-        n = summary["methods"][arm]["n"]
-        assert n == matched_chains(summary["methods"][topological], summary["methods"][chains], 2)
-        per_chain = summary["methods"][chains]["generated_tokens"] / 2
-        assert abs(n * per_chain - summary["methods"][topological]["generated_tokens"]) <= per_chain / 2 + 1e-9
-    assert summary["methods"]["chains-oracle"]["n"] == summary["methods"]["base-matched"]["n"]
+    curve = summary["curve"]
+    assert set(curve) == set(summary["methods"]) == set(METHODS) | set(MATCHED) and summary["budgets"] == [1, 2]
+    for method, points in curve.items():  # one point per budget, the largest one the methods' table
+        assert [p["budget"] for p in points] == [1, 2] and summary["methods"][method] == points[-1]
+        assert all(0 <= p["accuracy"] <= 1 and p["generated_tokens"] > 0 for p in points)
+    for method in METHODS:
+        assert [p["n"] for p in curve[method]] == [1, 2]
+    assert curve["rewarding"][0]["generated_tokens"] < curve["rewarding"][1]["generated_tokens"]
+    for policy, arm in (("base", "base-matched"), ("tuned", "tuning-matched")):
+        topological, chains = PAIRS[policy]
+        for i, budget in enumerate([1, 2]):  # at each budget, N chains at that point's topological tokens
+            n, topo = curve[arm][i]["n"], curve[topological][i]
+            assert n == matched_chains(topo, curve[chains][i], budget)
+            per_chain = curve[chains][i]["generated_tokens"] / budget
+            assert abs(n * per_chain - topo["generated_tokens"]) <= per_chain / 2 + 1e-9
+            assert abs(curve[arm][i]["generated_tokens"] - n * per_chain) <= per_chain
+        oracle = "chains-oracle" if policy == "base" else "tuned-chains-oracle"
+        assert [p["n"] for p in curve[oracle]] == [p["n"] for p in curve[arm]]
     assert "rewarding beats base-matched" in summary["targets"]
-    assert all(0 <= m["accuracy"] <= 1 and m["generated_tokens"] > 0 for m in summary["methods"].values())
+    assert set(summary["trainings"]) == {"shared"} and set(summary["reward_models"]["by_training"]) == {"shared"}
     assert set(summary["reward_models"]["metrics"]) == {"m-trm", "trm-answer", "trm-topology", "reward"}
     m_trm = summary["reward_models"]["metrics"]["m-trm"]
     assert m_trm["questions"] == 4 and 0 <= m_trm["selection_accuracy"] <= 1
-    stages = [s["stage"] for s in summary["tuning"]["filters"]]
-    assert stages == ["balanced", "hard_label", "serialize_unique", "reward"] and summary["tuning"]["trained"]
-    assert summary["tag"]["tag-tune"]["questions"] == 10 and summary["tag"]["tag-train"]["questions"] == 8
-    assert summary["tuning"]["filters"][0]["in"] == 10 * 2 * 2  # the tuning set is drawn from tune_task's TAG
+    assert summary["reward_models"]["spread"]["m-trm"]["selection_accuracy"] == 0
+    training = summary["trainings"]["shared"]
+    stages = [s["stage"] for s in training["tuning"]["filters"]]
+    assert stages == ["balanced", "hard_label", "serialize_unique", "reward"] and training["tuning"]["trained"]
+    assert training["tag"]["tag-tune"]["questions"] == 10 and training["tag"]["tag-train"]["questions"] == 8
+    assert training["tuning"]["filters"][0]["in"] == 10 * 2 * 2  # the tuning set is drawn from tune_task's TAG
+    assert summary["tag_test"]["questions"] == 4
     assert set(summary["length_by_segment"]) == {"base", "tuned"}
     report = (tmp_path / "solar" / "solar_report.md").read_text()
-    assert "| hybrid |" in report and "| m-trm |" in report
+    assert "| hybrid |" in report and "| m-trm |" in report and "solar_curve.png" in report
+    assert "| tuned-chains-oracle | 2 |" in report and "| base | 1 | 1 |" in report
+    assert (tmp_path / "solar" / "solar_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again_engines = Engines(str(tiny_model_dir))
     again = run_solar(cfg, show_progress=False, engine_factory=again_engines)
-    assert again_engines.calls() == 0 and not again["tuning"]["trained"]
-    assert again["methods"] == summary["methods"] and set(again["model_calls"].values()) == {0}
+    assert again_engines.calls() == 0 and not again["trainings"]["shared"]["tuning"]["trained"]
+    assert again["curve"] == summary["curve"] and set(again["model_calls"].values()) == {0}
     runs = {f"eval-{p}-s{s}" for p in ("base", "tuned", "base-matched", "tuned-matched") for s in (0, 1)}
     assert set(again["model_calls"]) == runs
     assert all(set(m["accuracy_by_seed"]) == {"0", "1"} for m in summary["methods"].values())
@@ -100,7 +117,7 @@ def test_solar_tune_and_trm_commands_from_a_tag_export(tmp_path, tiny_model_dir)
     cfg = solar_config(tmp_path, tiny_model_dir)
     from reasonscale.pipelines.annotate import run_annotation
 
-    run_annotation(cfg.annotation(cfg.train_task, "tag"), False, lambda c: NoisyLabPolicy())
+    run_annotation(cfg.annotation(cfg.train_task, tmp_path / "solar" / "tag"), False, lambda c: NoisyLabPolicy())
     tag = str(tmp_path / "solar" / "tag")
     tune = tmp_path / "tune.yaml"
     tune.write_text(yaml.safe_dump({
@@ -129,3 +146,4 @@ def test_solar_tune_and_trm_commands_from_a_tag_export(tmp_path, tiny_model_dir)
 def test_the_example_config_is_valid():
     cfg = load_config("examples/lab_solar.yaml", [], SolarConfig)
     assert {t.name for t in cfg.topologies} == {"cot", "tot", "got", "mcts"} and cfg.policy == "default"
+    assert cfg.evaluate.budgets == [2, 4, 8] and cfg.evaluate.n == 8 and cfg.evaluate.seeds_vary == "evaluation"

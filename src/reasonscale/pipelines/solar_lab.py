@@ -4,23 +4,24 @@
    on the test questions (segments, held-out reward-model metrics, each topology's accuracy).  2. The M-TRM and the
    single-task reward models, trained on the training questions, measured on the test questions.  3. Topological
    tuning: the tuning set (balanced, right, serialized, rejected by the M-TRM) and LoRA SFT of the policy.  4. On
-   the test questions, at a budget of N responses: base (`cot`, N chains voting), tuning (the tuned policy, the
-   same), rewarding (the base policy, `topological` with the M-TRM) and hybrid (the tuned policy, `topological`),
-   per level and per segment, with their generated tokens; and the mean length of one chain per segment, base vs
-   tuned.
-   With `evaluate.matched`, also each policy's chains at the topological method's generated tokens, voting and
-   chosen by the oracle the nested topologies use (MATCHED), and the issue's targets, held or not.
-Every stage is stored or keyed by its inputs (one shared sample cache), so a re-run makes no model call and
-trains nothing.
+   the test questions, at each budget of N responses (`evaluate.budgets`): base (`cot`, N chains voting), tuning
+   (the tuned policy, the same), rewarding (the base policy, `topological` with the M-TRM) and hybrid (the tuned
+   policy, `topological`), per level and per segment, with their generated tokens; and the mean length of one
+   chain per segment, base vs tuned.
+   With `evaluate.matched`, also each policy's chains at the topological method's generated tokens at each budget,
+   voting and chosen by the oracle the nested topologies use (MATCHED), and the issue's targets, held or not, at
+   the largest budget.
+The evaluation runs once per seed of `evaluate.seeds`; with `seeds_vary: everything` each seed also has its own
+training (steps 1-3 on the training questions, under `seed-<seed>/`). Every stage is stored or keyed by its inputs
+(one shared sample cache), so a re-run makes no model call and trains nothing.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from statistics import mean
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SerializeAsAny, model_validator
@@ -28,7 +29,7 @@ from pydantic import BeforeValidator, Field, SerializeAsAny, model_validator
 from reasonscale import atomic
 from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig, _as_section
 from reasonscale.data.solar import TuningFilters
-from reasonscale.data.tag import SEGMENTS, SegmentConfig
+from reasonscale.data.tag import SegmentConfig
 from reasonscale.engines import Engine
 from reasonscale.pipelines.annotate import AnnotateConfig, run_annotation
 from reasonscale.pipelines.evaluate import run_evaluation
@@ -40,6 +41,9 @@ from reasonscale.pipelines.solar import (
     train_reward_models,
     trm_records,
 )
+from reasonscale.pipelines.solar_report import write_report
+from reasonscale.pipelines.solar_results import curve, lengths, matched_chains, reward_summary, targets
+from reasonscale.search.topological import allocate
 from reasonscale.tasks import build_task
 from reasonscale.train.config import BaseModelSettings
 from reasonscale.train.trm import TRMSettings
@@ -65,17 +69,40 @@ class TRMStage(Section):
     single_task: bool = True
 
 
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class EvalStage(Section):
-    n: int = Field(4, ge=1, description="responses per test question, for every method")
+    n: int = Field(4, ge=1, description="responses per test question: the largest budget (default with budgets)")
+    budgets: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, description="the budgets N every method is evaluated at (the curve; default: [n])"
+    )
     shares: list[float] | Literal["equal", "predicted"] = "equal"
     select: Literal["vote", "argmax"] = "vote"
     seeds: list[int] = Field(
-        default_factory=lambda: [0, 1], min_length=1, description="sampling seeds of the evaluation (the noise)"
+        default_factory=lambda: [0, 1], min_length=1, description="seeds of the evaluation (the noise)"
+    )
+    seeds_vary: Literal["evaluation", "everything"] = Field(
+        "evaluation", description="evaluation: one training for every seed; everything: each seed trains its own"
     )
     matched: bool = Field(False, description="also the chain arms at the generated tokens of rewarding / hybrid")
-    matched_n: int | None = Field(
-        None, ge=1, description="the matched arms' N chains (default: chosen from the measured tokens)"
+    matched_n: Annotated[list[Annotated[int, Field(ge=1)]] | None, BeforeValidator(_listed)] = Field(
+        None, description="the matched arms' N chains, one per budget (default: chosen from the measured tokens)"
     )
+
+    @model_validator(mode="after")
+    def _budgets(self) -> EvalStage:
+        if self.budgets:
+            self.budgets = sorted(set(self.budgets))
+            if "n" in self.model_fields_set and self.n != self.budgets[-1]:
+                raise ValueError(f"n ({self.n}) is the largest budget; budgets go up to {self.budgets[-1]}")
+            self.n = self.budgets[-1]
+        else:
+            self.budgets = [self.n]
+        if self.matched_n is not None and len(self.matched_n) != len(self.budgets):
+            raise ValueError(f"matched_n: give one N per budget ({len(self.budgets)}), not {len(self.matched_n)}")
+        return self
 
 
 class SolarConfig(Section):
@@ -106,220 +133,169 @@ class SolarConfig(Section):
     def cache(self) -> str:
         return self.cache_path or str(Path(self.output_dir) / "store.sqlite")
 
-    def annotation(self, task: TaskConfig, name: str) -> AnnotateConfig:
+    @property
+    def stride(self) -> int:
+        """Evaluation seed s samples at sampling seed s x stride: the most responses one topology gets at the largest
+        budget, since a topology's response j runs at sampling seed + j, so two seeds never share a response."""
+        n, shares = self.evaluate.n, self.evaluate.shares
+        if shares == "predicted":
+            return n
+        return max(allocate(n, [1.0] * len(self.topologies) if shares == "equal" else shares))
+
+    def annotation(self, task: TaskConfig, output_dir: Path, seed: int = 0) -> AnnotateConfig:
+        """TAG of `task`; training seed `seed` samples its responses at seeds disjoint from every other seed's."""
+        sampling = self.sampling.model_copy(update={"seed": self.sampling.seed + seed * self.responses})
         return AnnotateConfig(
-            model=self.model, task=task, sampling=self.sampling, topologies=self.topologies, responses=self.responses,
-            segments=self.segments, output_dir=str(Path(self.output_dir) / name), cache_path=self.cache,
+            model=self.model, task=task, sampling=sampling, topologies=self.topologies, responses=self.responses,
+            segments=self.segments, output_dir=str(output_dir), cache_path=self.cache,
         )  # fmt: skip
 
     def evaluation(self, policy: str, trm: str, name: str, seed: int) -> RunConfig:
-        n = self.evaluate.n
+        budgets = self.evaluate.budgets
         return self._run(policy, name, seed, [
-            {"name": "cot", "n": n, "budgets": sorted({1, n})},
-            {"name": "topological", "n": n, "budgets": [n], "verifier": "orm", "verifier_path": trm,
+            {"name": "cot", "budgets": sorted({1, *budgets})},
+            {"name": "topological", "budgets": budgets, "verifier": "orm", "verifier_path": trm,
              "topologies": self.topologies, "shares": self.evaluate.shares, "select": self.evaluate.select},
         ])  # fmt: skip
 
-    def matched_evaluation(self, policy: str, n: int, name: str, seed: int) -> RunConfig:
-        """N chains voting, and the same N chains chosen by the oracle (weighted best-of-N)."""
-        return self._run(policy, name, seed, [{"name": "cot", "n": n, "budgets": [n]},
-                                              {"name": "weighted_best_of_n", "n": n, "budgets": [n],
+    def matched_evaluation(self, policy: str, counts: list[int], name: str, seed: int) -> RunConfig:
+        """N chains voting, and the same N chains chosen by the oracle (weighted best-of-N), at each N of
+        `counts`."""
+        budgets = sorted(set(counts))
+        return self._run(policy, name, seed, [{"name": "cot", "budgets": budgets},
+                                              {"name": "weighted_best_of_n", "budgets": budgets,
                                                "verifier": "oracle"}])  # fmt: skip
 
     def _run(self, policy: str, name: str, seed: int, strategies: list[dict[str, Any]]) -> RunConfig:
         return RunConfig(
             model=self.model.model_copy(update={"path": policy}),
             task=self.test_task,
-            sampling=self.sampling.model_copy(update={"seed": seed}),
+            sampling=self.sampling.model_copy(update={"seed": seed * self.stride}),
             strategies=strategies,
             output_dir=str(Path(self.output_dir) / name),
             cache_path=self.cache,
         )
 
 
-def run_solar(
-    cfg: SolarConfig, show_progress: bool = True, engine_factory: Callable[[RunConfig], Engine] | None = None
-) -> dict[str, Any]:
-    """Run (or resume) the whole experiment; writes solar_summary.json and solar_report.md; returns the summary."""
+@dataclass
+class Trained:
+    """One training of the experiment: its TAG summaries, reward models (paths and metrics) and tuning."""
+
+    tags: dict[str, Any]
+    reward: dict[str, Any]
+    tune: dict[str, Any]
+
+    @property
+    def trm(self) -> str:
+        return self.reward["models"]["m-trm"]
+
+
+Factory = Callable[[RunConfig], Engine] | None
+
+
+def run_solar(cfg: SolarConfig, show_progress: bool = True, engine_factory: Factory = None) -> dict[str, Any]:
+    """Run (or resume) the whole experiment; writes solar_summary.json, solar_report.md and solar_curve.png;
+    returns the summary."""
     out = Path(cfg.output_dir)
     if cfg.policy is not None:
         from reasonscale.lab.train import train_preset
 
         path = train_preset(cfg.policy, progress=show_progress)
         cfg = cfg.model_copy(update={"model": ModelConfig(path=str(path)), "policy": None})
-    base = BaseModelSettings(path=cfg.model.path)
-    tune_task = cfg.tune_task or cfg.train_task
-    tasks = {"tag-train": cfg.train_task, "tag-test": cfg.test_task}
-    if cfg.tune_task:
-        tasks["tag-tune"] = cfg.tune_task
-    tags = {}
-    for name, task in tasks.items():
-        tags[name] = run_annotation(cfg.annotation(task, name), show_progress, engine_factory)["tag"]
-    train_rows, test_rows = read_annotations(out / "tag-train"), read_annotations(out / "tag-test")
-    tune_tag = out / ("tag-tune" if cfg.tune_task else "tag-train")
-    train, test = trm_records(build_task(cfg.train_task), train_rows), trm_records(build_task(cfg.test_task), test_rows)
-    reward = train_reward_models(base, train, test, cfg.trm.trm, cfg.trm.training, out / "trm", cfg.trm.single_task,
-                                 show_progress)  # fmt: skip
-    trm = reward["models"]["m-trm"]
-    tune = run_tune(
-        TuneConfig(annotations=str(tune_tag), task=tune_task, model=base, filters=cfg.tune.filters,
-                   reward_model=trm, training=cfg.tune.training, output_dir=str(out / "tune")),
-        progress=show_progress, rows=read_annotations(tune_tag),
-    )  # fmt: skip
+    test_tag = run_annotation(cfg.annotation(cfg.test_task, out / "tag-test"), show_progress, engine_factory)["tag"]
+    test_rows = read_annotations(out / "tag-test")
+    test = trm_records(build_task(cfg.test_task), test_rows)
+    seeds = cfg.evaluate.seeds
+    if cfg.evaluate.seeds_vary == "everything":
+        trainings = {f"seed-{s}": train(cfg, test, out / f"seed-{s}", s, show_progress, engine_factory) for s in seeds}
+        by_seed = {s: trainings[f"seed-{s}"] for s in seeds}
+    else:
+        trainings = {"shared": train(cfg, test, out, 0, show_progress, engine_factory)}
+        by_seed = dict.fromkeys(seeds, trainings["shared"])
     runs = {}
-    for policy, path in (("base", cfg.model.path), ("tuned", tune["model"])):
-        for seed in cfg.evaluate.seeds:
+    for policy in ("base", "tuned"):
+        for seed in seeds:
+            path = cfg.model.path if policy == "base" else by_seed[seed].tune["model"]
             name = f"eval-{policy}-s{seed}"
-            runs[name] = run_evaluation(cfg.evaluation(path, trm, name, seed), show_progress, engine_factory)
+            runs[name] = run_evaluation(cfg.evaluation(path, by_seed[seed].trm, name, seed), show_progress,
+                                        engine_factory)  # fmt: skip
     segments = {r["id"]: r["segment"] for r in test_rows}
-    arms = {method: (run, strategy, cfg.evaluate.n) for method, (run, strategy) in METHODS.items()}
-    methods = compare(out, arms, segments, cfg.evaluate.seeds)
+    budgets = cfg.evaluate.budgets
+    points = curve(out, {m: (run, s, budgets) for m, (run, s) in METHODS.items()}, budgets, segments, seeds)
     if cfg.evaluate.matched:
-        methods |= run_matched(cfg, {"base": cfg.model.path, "tuned": tune["model"]}, methods, segments, runs,
-                               show_progress, engine_factory)  # fmt: skip
+        points |= run_matched(cfg, by_seed, points, segments, runs, show_progress, engine_factory)
+    reward = reward_summary({label: t.reward["metrics"] for label, t in trainings.items()})
+    methods = {method: line[-1] for method, line in points.items()}  # at the largest budget
     summary = {
+        "budgets": budgets,
         "methods": methods,
-        "length_by_segment": lengths(out, segments, cfg.evaluate.seeds),
+        "curve": points,
+        "length_by_segment": lengths(out, segments, seeds),
         "reward_models": reward,
         "targets": targets(methods, reward["metrics"]),
-        "tuning": tune,
-        "tag": {name: {k: t[k] for k in ("questions", "segments", "best_single", "oracle_topology_accuracy")}
-                for name, t in tags.items()},
+        "trainings": {label: {"tag": t.tags, "reward_models": t.reward, "tuning": t.tune}
+                      for label, t in trainings.items()},
+        "tag_test": tag_figures(test_tag),
         "model_calls": {name: run["usage"]["model_calls"] for name, run in runs.items()},  # this invocation's
         "config": cfg.model_dump(mode="json"),
     }  # fmt: skip
     atomic.write_text(out / "solar_summary.json", json.dumps(summary, indent=2))
-    atomic.write_text(out / "solar_report.md", solar_report(summary))
+    write_report(summary, out)
     return summary
+
+
+def train(cfg: SolarConfig, test: list[dict[str, Any]], root: Path, seed: int, show_progress: bool,
+          engine_factory: Factory) -> Trained:  # fmt: skip
+    """TAG on the training (and tuning) questions, the reward models and the tuning, all under `root`; training
+    seed `seed` offsets TAG's sampling seeds (by `seed` x responses), the trainers' seeds and the tuning set's draw."""
+    base = BaseModelSettings(path=cfg.model.path)
+    tasks = {"tag-train": cfg.train_task} | ({"tag-tune": cfg.tune_task} if cfg.tune_task else {})
+    tags = {name: tag_figures(run_annotation(cfg.annotation(task, root / name, seed), show_progress,
+                                             engine_factory)["tag"]) for name, task in tasks.items()}  # fmt: skip
+    train_rows = trm_records(build_task(cfg.train_task), read_annotations(root / "tag-train"))
+    reward = train_reward_models(base, train_rows, test, cfg.trm.trm, reseeded(cfg.trm.training, seed), root / "trm",
+                                 cfg.trm.single_task, show_progress)  # fmt: skip
+    tune_tag = root / ("tag-tune" if cfg.tune_task else "tag-train")
+    filters = cfg.tune.filters.model_copy(update={"seed": cfg.tune.filters.seed + seed})
+    tune = run_tune(
+        TuneConfig(annotations=str(tune_tag), task=cfg.tune_task or cfg.train_task, model=base, filters=filters,
+                   reward_model=reward["models"]["m-trm"], training=reseeded(cfg.tune.training, seed),
+                   output_dir=str(root / "tune")),
+        progress=show_progress, rows=read_annotations(tune_tag),
+    )  # fmt: skip
+    return Trained(tags, reward, tune)
+
+
+def reseeded(training: TrainingSettings, seed: int) -> TrainingSettings:
+    """The training settings with the optimizer's seed offset by `seed` (0: as configured)."""
+    return training.model_copy(update={"optim": training.optim.model_copy(update={"seed": training.optim.seed + seed})})
+
+
+def tag_figures(tag: dict[str, Any]) -> dict[str, Any]:
+    return {k: tag[k] for k in ("questions", "segments", "best_single", "oracle_topology_accuracy")}
 
 
 def run_matched(
     cfg: SolarConfig,
-    paths: dict[str, str],
-    methods: dict[str, dict[str, Any]],
+    by_seed: dict[int, Trained],
+    points: dict[str, list[dict[str, Any]]],
     segments: dict[str, str],
     runs: dict[str, Any],
     show_progress: bool,
-    engine_factory: Callable[[RunConfig], Engine] | None,
-) -> dict[str, dict[str, Any]]:
-    """The matched arms (MATCHED) of each policy at its N (`matched_n`, or from the measured tokens); adds the
-    runs to `runs`."""
-    seeds, chosen = cfg.evaluate.seeds, {}
-    for policy, path in paths.items():
+    engine_factory: Factory,
+) -> dict[str, list[dict[str, Any]]]:
+    """The matched arms (MATCHED) of each policy at each budget, at its N there (`matched_n`, or from the measured
+    tokens of that budget's points); adds the runs to `runs`."""
+    seeds, budgets, chosen = cfg.evaluate.seeds, cfg.evaluate.budgets, {}
+    for policy in PAIRS:
         topological, chains = PAIRS[policy]
-        chosen[policy] = cfg.evaluate.matched_n or matched_chains(methods[topological], methods[chains], cfg.evaluate.n)
+        chosen[policy] = cfg.evaluate.matched_n or [
+            matched_chains(t, c, b) for t, c, b in zip(points[topological], points[chains], budgets)
+        ]
         for seed in seeds:
+            path = cfg.model.path if policy == "base" else by_seed[seed].tune["model"]
             name = f"eval-{policy}-matched-s{seed}"
-            run = cfg.matched_evaluation(path, chosen[policy], name, seed)
-            runs[name] = run_evaluation(run, show_progress, engine_factory)
+            runs[name] = run_evaluation(cfg.matched_evaluation(path, chosen[policy], name, seed), show_progress,
+                                        engine_factory)  # fmt: skip
     arms = {m: (run, s, chosen[run.removesuffix("-matched")]) for m, (run, s) in MATCHED.items()}
-    return compare(Path(cfg.output_dir), arms, segments, seeds)
-
-
-def _records(out: Path, run: str, seeds: list[int]) -> list[dict[str, Any]]:
-    """Every evaluation record of the runs `eval-<run>-s<seed>`, each with its `seed`."""
-    rows = []
-    for seed in seeds:
-        lines = (out / f"eval-{run}-s{seed}" / "results.jsonl").read_text().splitlines()
-        rows += [{**json.loads(line), "seed": seed} for line in lines]
-    return rows
-
-
-def matched_chains(topological: dict[str, Any], chains: dict[str, Any], n: int) -> int:
-    """The number of chains whose generated tokens per question are closest to the topological method's, from the
-    measured tokens of n chains (a chain's tokens do not depend on how many are drawn)."""
-    return max(1, round(topological["generated_tokens"] / (chains["generated_tokens"] / n)))
-
-
-def compare(
-    out: Path, methods: dict[str, tuple[str, str, int]], segments: dict[str, str], seeds: list[int]
-) -> dict[str, dict[str, Any]]:
-    """Per method (run, strategy, budget n): accuracy overall (mean over seeds, each seed's, and their spread),
-    per level and per segment (over every seed's records), and generated tokens per question."""
-    table = {}
-    for method, (run, strategy, n) in methods.items():
-        picked = [(r, o) for r in _records(out, run, seeds) for o in r["outcomes"]
-                  if o["strategy"] == strategy and o["budget"] == n]  # fmt: skip
-        by_seed, by_level, by_segment = defaultdict(list), defaultdict(list), defaultdict(list)
-        for r, o in picked:
-            by_seed[str(r["seed"])].append(o["correct"])
-            by_level[str(r["level"])].append(o["correct"])
-            by_segment[segments.get(r["id"], "unknown")].append(o["correct"])
-        per_seed = {k: mean(v) for k, v in by_seed.items()}
-        table[method] = {
-            "n": n,
-            "accuracy": mean(per_seed.values()),
-            "accuracy_by_seed": per_seed,
-            "seed_spread": max(per_seed.values()) - min(per_seed.values()),
-            "accuracy_by_level": {k: mean(v) for k, v in sorted(by_level.items())},
-            "accuracy_by_segment": {k: mean(by_segment[k]) for k in SEGMENTS if by_segment[k]},
-            "generated_tokens": mean(o["generated_tokens"] for _, o in picked),
-        }
-    return table
-
-
-def lengths(out: Path, segments: dict[str, str], seeds: list[int]) -> dict[str, dict[str, float]]:
-    """Mean generated tokens of one chain (cot@1) per segment, base vs tuned, over every seed."""
-    table: dict[str, dict[str, float]] = {}
-    for policy in ("base", "tuned"):
-        groups = defaultdict(list)
-        for r in _records(out, policy, seeds):
-            for o in r["outcomes"]:
-                if o["strategy"] == "cot" and o["budget"] == 1:
-                    groups[segments.get(r["id"], "unknown")].append(o["generated_tokens"])
-        table[policy] = {k: mean(groups[k]) for k in SEGMENTS if groups[k]}
-    return table
-
-
-def targets(methods: dict[str, dict[str, Any]], metrics: dict[str, dict[str, float]]) -> dict[str, bool]:
-    """The issue's targets, each held or not: a method beats the base by more than the noise (the larger seed
-    spread of the two), hybrid at least as good as either alone, the M-TRM at least as good as the single-task
-    models; and, with the matched arms, the same beats at matched generated tokens."""
-    def beats(method: str, base: str) -> bool:
-        a, b = methods[method], methods[base]
-        return a["accuracy"] - b["accuracy"] > max(a["seed_spread"], b["seed_spread"])
-
-    out = {f"{m} beats base": beats(m, "base") for m in ("tuning", "rewarding", "hybrid")}
-    out["hybrid >= tuning and rewarding"] = methods["hybrid"]["accuracy"] >= max(
-        methods["tuning"]["accuracy"], methods["rewarding"]["accuracy"]
-    )
-    m_trm = metrics["m-trm"]
-    for name, other in metrics.items():
-        for key in ("selection_accuracy", "spearman"):
-            if name != "m-trm" and key in other and key in m_trm:
-                out[f"m-trm {key} >= {name}"] = m_trm[key] >= other[key]
-    if "base-matched" in methods:
-        out |= {f"{m} beats {base}": beats(m, base) for m, base in (
-            ("rewarding", "base-matched"), ("hybrid", "tuning-matched"), ("rewarding", "chains-oracle"),
-            ("hybrid", "tuned-chains-oracle"))}  # fmt: skip
-    return out
-
-
-def solar_report(summary: dict[str, Any]) -> str:
-    methods = summary["methods"]
-    levels = sorted({lvl for m in methods.values() for lvl in m["accuracy_by_level"]})
-    head = ["method", "N", "accuracy", "seed spread", *(f"L{lvl}" for lvl in levels), *SEGMENTS, "tokens"]
-    lines = ["# SOLAR on the lab", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, m in methods.items():
-        cells = [f"{m['accuracy_by_level'].get(lvl, float('nan')):.3f}" for lvl in levels]
-        cells += [f"{m['accuracy_by_segment'].get(s, float('nan')):.3f}" for s in SEGMENTS]
-        first = f"| {name} | {m['n']} | {m['accuracy']:.3f} | {m['seed_spread']:.3f} | "
-        lines.append(first + " | ".join(cells) + f" | {m['generated_tokens']:.0f} |")
-    lines += ["", "N: responses per question (chains, or topology runs); accuracy: mean over the seeds; seed spread: "
-              "best minus worst seed; levels and segments: every seed's questions; tokens: generated per question. "
-              "`-matched`: N chains at the generated tokens of rewarding (base policy) or hybrid (tuned); "
-              "`chains-oracle`: those chains chosen by the oracle verifier the nested topologies use.", "",
-              "Targets: " + "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in summary["targets"].items()) + ".",
-              "", "Reward models on the test questions:", "",
-              "| model | selection accuracy | Spearman |", "|---|---|---|"]  # fmt: skip
-    for name, metric in summary["reward_models"]["metrics"].items():
-        sel, rho = metric.get("selection_accuracy", float("nan")), metric.get("spearman", float("nan"))
-        se = f" ± {metric['selection_accuracy_se']:.3f}" if "selection_accuracy_se" in metric else ""
-        lines.append(f"| {name} | {sel:.3f}{se} | {rho:.3f} |")
-    stages = ", ".join(f"{s['stage']} {s['in']} -> {s['out']}" for s in summary["tuning"]["filters"])
-    lines += ["", f"Tuning set: {stages}.",
-              "", "Mean generated tokens of one chain per segment:", "", "| policy | " + " | ".join(SEGMENTS) + " |",
-              "|---|---|---|---|"]  # fmt: skip
-    for policy, by in summary["length_by_segment"].items():
-        lines.append(f"| {policy} | " + " | ".join(f"{by.get(s, float('nan')):.1f}" for s in SEGMENTS) + " |")
-    return "\n".join(lines) + "\n"
+    return curve(Path(cfg.output_dir), arms, budgets, segments, seeds)
