@@ -32,41 +32,42 @@ def test_the_target_layout_writes_the_lab_solution() -> None:
     for level in (1, 3, 5):
         for graph in split_graphs("train", level, 5):
             assert TARGET.solve(graph) == graph.solution
-    assert not is_family(TARGET) and not is_family(Layout((": ", ": ", ": "), "xanswery", "="))
-    assert not is_family(Layout(("=", "=", "="), "total", ": ")) and is_family(Layout(("=", "=", ": "), "total", "="))
+    assert not is_family(TARGET) and is_family(Layout(("=", "=", ": ")))
 
 
-def test_a_family_computes_the_target_values_in_a_form_the_task_cannot_grade() -> None:
+def test_a_family_computes_the_target_values_in_other_steps_with_the_same_answer_line() -> None:
     task = LabTask(TaskConfig(name="lab"))
     rng = random.Random(0)
     layouts = [random_layout(rng) for _ in range(200)]
-    assert all(is_family(layout) for layout in layouts) and len(set(layouts)) == len(layouts)
+    assert all(is_family(layout) for layout in layouts) and len(set(layouts)) > 150
     assert {sep for layout in layouts for sep in layout.steps} == set(SEPARATORS)
     for layout in layouts[:20]:
         for level in (1, 3, 5):
             for graph in split_graphs("train", level, 3):
                 text = layout.solve(graph)
-                assert task.extract_answer(text) is None and text != graph.solution
+                assert task.extract_answer(text) == str(graph.answer) and text != graph.solution
                 target_lines = graph.solution.splitlines()
                 lines = text.splitlines()
                 assert len(lines) == len(target_lines)
                 for mine, theirs in zip(lines[:-1], target_lines[:-1]):  # the same parts, other separators
                     assert re.split(r"=| = |: | -> |, | is |; | := ", mine) == theirs.split("=")
-                assert lines[-1] == f"{layout.keyword}{layout.answer_sep}{graph.answer}"
+                assert lines[-1] == target_lines[-1]
 
 
 def test_documents_are_one_layout_fit_and_avoid_evaluation_problems() -> None:
     held_out = held_out_questions()
-    keywords = set()
+    layouts = set()
     for index in range(20):
         doc = document(index, [1, 2, 3], 600)
         assert doc == document(index, [1, 2, 3], 600) and doc != document(index, [1, 2, 3], 600, seed=1)
         assert sum(len(q) + len(s) + 3 for q, s in doc) <= 600 or len(doc) == 1
-        assert all(q not in held_out for q, _ in doc)
-        finals = {s.splitlines()[-1].rstrip("-0123456789") for _, s in doc}  # keyword and separator
-        assert len(finals) == 1 and len(doc) >= 2
-        keywords |= finals
-    assert len(keywords) == 20
+        assert all(q not in held_out for q, _ in doc) and len(doc) >= 2
+        steps = {re.sub(r"[a-z0-9+\-*/]+", "", line) for _, s in doc for line in s.splitlines()[:-1]}
+        assert len(steps) <= 2  # one layout: steps with and without operand values
+        layouts |= steps
+    assert len(layouts) > 20
+    single = document(0, [1, 2, 3], 1, kind="single")
+    assert len(single) == 1 and single != document(0, [1, 2, 3], 1)[:1]
 
 
 def test_documents_train_on_solutions_and_their_ends_only() -> None:
@@ -78,7 +79,8 @@ def test_documents_train_on_solutions_and_their_ends_only() -> None:
     assert tokenizer.decode(batch["input_ids"][0]).startswith(tokenizer.bos_token + "a=1+2. Find a.\n")
 
 
-TINY_STRONG = StrongPreset(hidden_size=16, layers=1, heads=2, mlp_size=32, steps=3, batch_size=2, doc_chars=200)
+TINY_STRONG = StrongPreset(hidden_size=16, layers=1, heads=2, mlp_size=32, steps=3, batch_size=2, singles=1,
+                           doc_chars=200)
 
 
 def state_of(run_dir: Path) -> dict:
@@ -88,8 +90,9 @@ def state_of(run_dir: Path) -> dict:
 def test_strong_pretraining_records_its_steps_and_tokens_and_is_reused(tmp_path: Path) -> None:
     path = train_strong(TINY_STRONG, progress=False, run_dir=tmp_path / "strong")
     state = state_of(path)
-    assert (state["step"], state["max_steps"], state["complete"], state["position"]) == (3, 3, True, 6)
-    batches = [encode_documents(build_char_tokenizer(), TINY_STRONG.documents(p)) for p in (0, 2, 4)]
+    assert (state["step"], state["max_steps"], state["complete"], state["position"]) == (3, 3, True, 9)
+    batches = [encode_documents(build_char_tokenizer(), TINY_STRONG.documents(p)) for p in (0, 3, 6)]
+    assert [len(doc) for doc in TINY_STRONG.documents(0)][2:] == [1]  # two documents, then one single problem
     assert state["tokens"] == sum(int(b["attention_mask"].sum()) for b in batches) < state["padded_tokens"]
     assert state["padded_tokens"] == sum(b["input_ids"].numel() for b in batches)
     model = LlamaForCausalLM.from_pretrained(path)
@@ -129,7 +132,7 @@ def test_a_budget_stopped_strong_run_is_incomplete_and_resumes_to_the_same_weigh
 def test_the_strong_fingerprint_covers_every_setting() -> None:
     variants = [StrongPreset(), StrongPreset(steps=4), StrongPreset(max_positions=2048),
                 StrongPreset(levels=(5, 4, 3, 2, 1)),
-                StrongPreset(doc_chars=900), StrongPreset(warmup_steps=50), StrongPreset(seed=1)]
+                StrongPreset(doc_chars=900), StrongPreset(singles=4), StrongPreset(warmup_steps=50), StrongPreset(seed=1)]
     assert len({p.fingerprint() for p in variants}) == len(variants)
     assert strong_dir(StrongPreset()).name == f"w2s-strong-{StrongPreset().fingerprint()}"
 

@@ -2,18 +2,18 @@
 
 The lab's own solution form (the target task of the weak-to-strong experiment) writes each needed quantity as
 name, definition, operand values and result joined by "=", then `answer=N`. A family computes exactly the same
-quantities in the same order and shows the same parts, but joins them with other separators and ends with another
-keyword; a layout is drawn per document:
+quantities in the same order and shows the same parts, but joins them with other separators; a layout is drawn per
+document (or per single problem):
 
   target      c=2*a=2*13=26            answer=13
-  a family    c: 2*a -> 2*13 = 26      total is 13
-  another     c := 2*a; 2*13, 26       f: 13
+  a family    c: 2*a -> 2*13 = 26      answer=13
+  another     c := 2*a; 2*13, 26       answer=13
 
-A layout never joins all three step parts with "=" (the target's steps) and its keyword never contains "answer",
-so no family is the target and the lab task never reads a family's answer line: a model that knows only the
-families has the skill but not the target's form. Because the layout changes from document to document and stays
-fixed within one, a model pretrained on documents learns to continue in the layout of the examples before it, so
-demonstrations in the target's layout can show it that layout.
+A layout never joins all three step parts with "=", so no family solution is a target solution. The answer line
+is shared, as a convention ("The answer is") is shared by math text in the wild: a model that knows only the
+families writes answers the lab task can grade, in steps the target never uses. Because the layout changes from
+document to document and stays fixed within one, a model pretrained on documents learns to continue in the layout
+of the examples before it, so demonstrations in the target's layout can show it that layout.
 
 A document is several solved problems of one layout, each `question\\n solution` and a blank line between them, as
 the lab task lays out few-shot prompts.
@@ -22,26 +22,21 @@ the lab task lays out few-shot prompts.
 from __future__ import annotations
 
 import random
-import string
 from dataclasses import dataclass
 
 from reasonscale.lab.graph import Graph, Node
 from reasonscale.lab.splits import train_problem
 
 SEPARATORS = ("=", " = ", ": ", " -> ", ", ", " is ", "; ", " := ")
-KEYWORD_LETTERS = (3, 7)  # a keyword is this many random lowercase letters
-LAYOUT_SPACE = {"separators": SEPARATORS, "keyword_letters": KEYWORD_LETTERS}  # what the documents draw from
+LAYOUT_SPACE = {"separators": SEPARATORS, "answer": "answer="}  # what the documents draw from
 
 
 @dataclass(frozen=True)
 class Layout:
     """How a family writes a solution: each step is name, definition, operand values and result (operand values
-    only when the definition names other quantities), joined by `steps`; the last line is `keyword`, `answer_sep`
-    and the answer."""
+    only when the definition names other quantities), joined by `steps`; the last line is `answer=N`."""
 
     steps: tuple[str, str, str]
-    keyword: str
-    answer_sep: str
 
     def step(self, node: Node, values: dict[str, int]) -> str:
         to_definition, to_values, to_result = self.steps
@@ -51,38 +46,36 @@ class Layout:
     def solve(self, graph: Graph) -> str:
         """The solution of `graph` in this layout (the needed quantities in definition order, then the answer)."""
         lines = [self.step(n, graph.values) for n in graph.nodes if n.name in graph.needed]
-        return "\n".join([*lines, f"{self.keyword}{self.answer_sep}{graph.answer}"])
+        return "\n".join([*lines, f"answer={graph.answer}"])
 
 
-TARGET = Layout(("=", "=", "="), "answer", "=")  # the lab task's own form: never a family
+TARGET = Layout(("=", "=", "="))  # the lab task's own form: never a family
 
 
 def is_family(layout: Layout) -> bool:
-    """Whether `layout` is far enough from the target's: not its steps, and no answer line the lab task reads."""
-    return layout.steps != TARGET.steps and "answer" not in layout.keyword.lower()
+    """Whether `layout` is not the target's."""
+    return layout.steps != TARGET.steps
 
 
 def random_layout(rng: random.Random) -> Layout:
-    """A family layout drawn uniformly from the layout space (redrawn while it is not a family)."""
+    """A family layout drawn uniformly from the layout space (redrawn while it is the target's)."""
     while True:
-        letters = rng.randint(*KEYWORD_LETTERS)
-        keyword = "".join(rng.choice(string.ascii_lowercase) for _ in range(letters))
-        steps = (rng.choice(SEPARATORS), rng.choice(SEPARATORS), rng.choice(SEPARATORS))
-        layout = Layout(steps, keyword, rng.choice(SEPARATORS))
+        layout = Layout((rng.choice(SEPARATORS), rng.choice(SEPARATORS), rng.choice(SEPARATORS)))
         if is_family(layout):
             return layout
 
 
-def document(index: int, levels: list[int], max_chars: int, seed: int = 0) -> list[tuple[str, str]]:
-    """Document `index`: solved problems (question, solution) in one random family layout, of random levels, as
-    many as fit in `max_chars` (at least one). A pure function of its arguments; problems come from the lab's train
-    split under keys of their own ("w2s-doc/..."), never the evaluation problems."""
-    rng = random.Random(f"w2s-doc/{seed}/{index}")
+def document(index: int, levels: list[int], max_chars: int, seed: int = 0, kind: str = "doc") -> list[tuple[str, str]]:
+    """Document `index` of `kind`: solved problems (question, solution) in one random family layout, of random
+    levels, as many as fit in `max_chars` (at least one: a small `max_chars` gives single problems). A pure function
+    of its arguments; problems come from the lab's train split under keys of their own ("w2s-<kind>/..."), never the
+    evaluation problems."""
+    rng = random.Random(f"w2s-{kind}/{seed}/{index}")
     layout = random_layout(rng)
     examples: list[tuple[str, str]] = []
     used = 0
     for j in range(64):
-        graph = train_problem(rng.choice(levels), f"w2s-doc/{seed}/{index}/{j}")
+        graph = train_problem(rng.choice(levels), f"w2s-{kind}/{seed}/{index}/{j}")
         if graph is None:
             continue
         pair = (graph.question, layout.solve(graph))

@@ -2,12 +2,13 @@
 task families (`lab.families`: other layouts), never on the target task's solutions.
 
 The weak model is an ordinary lab preset (trained on the target's gold solutions). The strong one learns the same
-computations written in other layouts, several solved problems per document, so it has the skill (a gold-label
-fine-tune shows it: the ceiling) and can follow demonstrations, but does not write the target's form by itself.
+computations written in other layouts, from single problems (the skill: a gold-label fine-tune shows it, the
+ceiling) and from documents of several solved problems in one layout (so it can follow demonstrations), but does
+not write the target's steps by itself.
 Its pretraining follows the lab presets' conventions and reuses `lab.train`'s pieces (state, schedule, optimizer,
 step, checkpoint): it is defined by its steps, a wall-time budget only caps one call (a run it stops is saved and
 `TrainingIncomplete` raised), a resumed run ends with the same weights, and `trainer_state.json` records the steps,
-tokens and parameters. Only the batches differ: documents instead of single problems.
+tokens and parameters. Only the batches differ: documents and single problems in random layouts.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ class StrongPreset:
     mlp_size: int = 512
     max_positions: int = 1024
     steps: int = 2000
-    batch_size: int = 8  # documents per step
-    lr: float = 3e-3
+    batch_size: int = 4  # documents per step
+    singles: int = 12  # single solved problems per step (each in its own random layout)
+    lr: float = 2e-3
     warmup_steps: int = 100
     levels: tuple[int, ...] = (1, 2, 3, 4, 5)
     doc_chars: int = 800
@@ -66,14 +68,21 @@ class StrongPreset:
     def fingerprint(self) -> str:
         """A short hash of the preset's (model, every training setting, level specs, text format) and of what the
         documents are drawn from (levels in order: the draws pick from them by index; length; the layout space)."""
-        documents = {key: value for key, value in asdict(self).items() if key in ("levels", "doc_chars")}
+        documents = {key: value for key, value in asdict(self).items() if key in ("levels", "doc_chars", "singles")}
         documents["layouts"] = LAYOUT_SPACE
         return digest({"preset": self.preset().fingerprint(), "documents": documents}, length=12)
 
     def documents(self, position: int) -> list[list[tuple[str, str]]]:
-        """The batch of documents `position`, `position + 1`, ... (a pure function: a resumed run sees the same)."""
+        """The batch at stream `position`: documents `position`, `position + 1`, ..., then as many single problems
+        (a pure function: a resumed run sees the same)."""
         levels = list(self.levels)
-        return [document(position + i, levels, self.doc_chars, self.seed) for i in range(self.batch_size)]
+        docs = [document(position + i, levels, self.doc_chars, self.seed) for i in range(self.batch_size)]
+        return docs + [document(position + i, levels, 1, self.seed, "single") for i in range(self.singles)]
+
+    @property
+    def rows(self) -> int:
+        """Sequences per step: documents and single problems."""
+        return self.batch_size + self.singles
 
 
 def encode_documents(tokenizer: PreTrainedTokenizerBase, docs: list[list[tuple[str, str]]]) -> dict[str, torch.Tensor]:
@@ -118,5 +127,5 @@ def train_strong(
 
 def _document_batches(strong: StrongPreset) -> NextBatch:
     """Batches of pretraining documents; the position counts documents read."""
-    size = strong.preset().train.batch_size
+    size = strong.rows
     return lambda tokenizer, position: (encode_documents(tokenizer, strong.documents(position)), position + size)

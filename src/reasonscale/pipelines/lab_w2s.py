@@ -32,8 +32,9 @@ class StrongSettings(Section):
     heads: int = Field(4, ge=1)
     mlp_size: int = Field(512, ge=8)
     steps: int = Field(2000, ge=1)
-    batch_size: int = Field(8, ge=1)
-    lr: float = Field(3e-3, gt=0)
+    batch_size: int = Field(4, ge=0, description="documents per step")
+    singles: int = Field(12, ge=0, description="single solved problems per step")
+    lr: float = Field(2e-3, gt=0)
     doc_chars: int = Field(800, ge=100)
     seed: int = 0
 
