@@ -132,7 +132,8 @@ def test_a_budget_stopped_strong_run_is_incomplete_and_resumes_to_the_same_weigh
 def test_the_strong_fingerprint_covers_every_setting() -> None:
     variants = [StrongPreset(), StrongPreset(steps=4), StrongPreset(max_positions=2048),
                 StrongPreset(levels=(5, 4, 3, 2, 1)),
-                StrongPreset(doc_chars=900), StrongPreset(singles=4), StrongPreset(warmup_steps=50), StrongPreset(seed=1)]
+                StrongPreset(doc_chars=900), StrongPreset(singles=4), StrongPreset(warmup_steps=50),
+                StrongPreset(seed=1)]
     assert len({p.fingerprint() for p in variants}) == len(variants)
     assert strong_dir(StrongPreset()).name == f"w2s-strong-{StrongPreset().fingerprint()}"
 
