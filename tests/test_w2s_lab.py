@@ -91,10 +91,12 @@ def test_strong_pretraining_records_its_steps_and_tokens_and_is_reused(tmp_path:
     path = train_strong(TINY_STRONG, progress=False, run_dir=tmp_path / "strong")
     state = state_of(path)
     assert (state["step"], state["max_steps"], state["complete"], state["position"]) == (3, 3, True, 9)
-    batches = [encode_documents(build_char_tokenizer(), TINY_STRONG.documents(p)) for p in (0, 3, 6)]
     assert [len(doc) for doc in TINY_STRONG.documents(0)][2:] == [1]  # two documents, then one single problem
-    assert state["tokens"] == sum(int(b["attention_mask"].sum()) for b in batches) < state["padded_tokens"]
-    assert state["padded_tokens"] == sum(b["input_ids"].numel() for b in batches)
+    tokenizer = build_char_tokenizer()
+    parts = [encode_documents(tokenizer, docs) for p in (0, 3, 6) for docs in (TINY_STRONG.documents(p)[:2],
+                                                                              TINY_STRONG.documents(p)[2:])]
+    assert state["tokens"] == sum(int(b["attention_mask"].sum()) for b in parts) < state["padded_tokens"]
+    assert state["padded_tokens"] == sum(b["input_ids"].numel() for b in parts)  # documents and singles padded apart
     model = LlamaForCausalLM.from_pretrained(path)
     assert state["parameters"] == model.num_parameters() and model.config.max_position_embeddings == 1024
     before = (path / "model.safetensors").stat().st_mtime_ns
@@ -166,3 +168,20 @@ def test_w2s_cli_errors_name_the_place(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "levels" in result.output
     result = CliRunner().invoke(app, ["lab", "w2s", str(EXAMPLE), "--set", "strong.families=[arrow]"])
     assert result.exit_code == 2 and "strong.families" in result.output
+
+
+def test_a_step_on_parts_padded_apart_equals_a_step_on_them_padded_together() -> None:
+    tokenizer = build_char_tokenizer()
+    docs = TINY_STRONG.documents(0)
+    together = encode_documents(tokenizer, docs)
+    apart = [encode_documents(tokenizer, docs[:2]), encode_documents(tokenizer, docs[2:])]
+    initial = [p.detach().clone() for p in TINY_STRONG.preset().model.build(tokenizer, seed=0).parameters()]
+    results = []
+    for batch in (together, apart):
+        model = TINY_STRONG.preset().model.build(tokenizer, seed=0)
+        loss = lab_train.train_step(model, torch.optim.AdamW(model.parameters()), batch, 1e-2)
+        results.append((loss, [p.detach().clone() for p in model.parameters()]))
+    (loss_together, after_together), (loss_apart, after_apart) = results
+    assert loss_apart == pytest.approx(loss_together, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(after_together, after_apart))
+    assert not all(torch.equal(a, b) for a, b in zip(initial, after_apart))  # the step moved the weights

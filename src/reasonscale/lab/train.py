@@ -122,15 +122,17 @@ def make_optimizer(model: torch.nn.Module, spec: TrainSpec) -> torch.optim.AdamW
     return torch.optim.AdamW(groups, lr=spec.lr, betas=(0.9, 0.99))
 
 
+# A batch: one padded tensor dict, or several (rows of very different lengths, padded apart; one optimizer step).
+Batch = dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]
 # The next training batch from a stream position, and the position after it (the position is checkpointed).
-NextBatch = Callable[[PreTrainedTokenizerBase, int], tuple[dict[str, torch.Tensor], int]]
+NextBatch = Callable[[PreTrainedTokenizerBase, int], tuple[Batch, int]]
 
 
 def problem_batches(spec: TrainSpec) -> NextBatch:
     """Batches of solved problems from the preset's training stream (`TrainStream`), resumable at any position."""
     stream: TrainStream | None = None
 
-    def next_batch(tokenizer: PreTrainedTokenizerBase, position: int) -> tuple[dict[str, torch.Tensor], int]:
+    def next_batch(tokenizer: PreTrainedTokenizerBase, position: int) -> tuple[Batch, int]:
         nonlocal stream
         if stream is None or stream.position != position:
             stream = TrainStream(spec.level_weights, spec.batch_size, spec.seed, position)
@@ -169,8 +171,9 @@ def _train(run_dir: Path, preset: Preset, budget_s: float | None, progress: bool
         batch, position = next_batch(tokenizer, state.position)
         loss = train_step(model, optimizer, batch, learning_rate(spec, state.step))
         state.step, state.position = state.step + 1, position
-        state.tokens += int(batch["attention_mask"].sum())
-        state.padded_tokens += batch["input_ids"].numel()
+        parts = batch if isinstance(batch, list) else [batch]
+        state.tokens += sum(int(part["attention_mask"].sum()) for part in parts)
+        state.padded_tokens += sum(part["input_ids"].numel() for part in parts)
         took = time.perf_counter() - started
         spent, state.elapsed_s = spent + took, state.elapsed_s + took
         state.losses.append(round(loss, 5))
@@ -186,14 +189,21 @@ def _train(run_dir: Path, preset: Preset, budget_s: float | None, progress: bool
     return run_dir
 
 
-def train_step(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], lr: float
-) -> float:
-    """One optimizer step at learning rate `lr` (gradients clipped to norm 1); returns the batch loss."""
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, lr: float) -> float:
+    """One optimizer step at learning rate `lr` (gradients clipped to norm 1); returns the batch loss, the mean
+    over every labelled token (of all parts, when the batch has several)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    loss = model(**batch).loss
-    loss.backward()
+    if isinstance(batch, list):
+        counts = [int((part["labels"][:, 1:] != IGNORE_INDEX).sum()) for part in batch]
+        loss = torch.zeros(())
+        for part, count in zip(batch, counts):
+            part_loss = model(**part).loss * (count / sum(counts))
+            part_loss.backward()
+            loss += part_loss.detach()
+    else:
+        loss = model(**batch).loss
+        loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)

@@ -22,7 +22,7 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 from reasonscale.identity import digest
 from reasonscale.lab.families import LAYOUT_SPACE, document
 from reasonscale.lab.model import ModelSpec, Preset, TrainSpec
-from reasonscale.lab.train import IGNORE_INDEX, NextBatch, cache_root, train
+from reasonscale.lab.train import IGNORE_INDEX, Batch, NextBatch, cache_root, train
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,13 @@ def train_strong(
 
 
 def _document_batches(strong: StrongPreset) -> NextBatch:
-    """Batches of pretraining documents; the position counts documents read."""
-    size = strong.rows
-    return lambda tokenizer, position: (encode_documents(tokenizer, strong.documents(position)), position + size)
+    """Batches of pretraining documents and single problems, padded apart (a single problem padded to a document's
+    length would cost as much as the document); the position counts sequences read."""
+
+    def next_batch(tokenizer: PreTrainedTokenizerBase, position: int) -> tuple[Batch, int]:
+        batch = strong.documents(position)
+        docs, singles = batch[: strong.batch_size], batch[strong.batch_size :]
+        parts = [encode_documents(tokenizer, part) for part in (docs, singles) if part]
+        return parts, position + strong.rows
+
+    return next_batch
