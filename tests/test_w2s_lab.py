@@ -54,6 +54,16 @@ def test_a_family_computes_the_target_values_in_other_steps_with_the_same_answer
                 assert lines[-1] == target_lines[-1]
 
 
+def test_strict_format_reads_answers_after_target_steps_only() -> None:
+    strict = LabTask(TaskConfig(name="lab", lab={"strict_format": True}))
+    loose = LabTask(TaskConfig(name="lab"))
+    graph = split_graphs("train", 3, 1)[0]
+    family = random_layout(random.Random(1)).solve(graph)
+    assert strict.extract_answer(graph.solution) == loose.extract_answer(graph.solution) == str(graph.answer)
+    assert loose.extract_answer(family) == str(graph.answer) and strict.extract_answer(family) is None
+    assert strict.extract_answer(graph.solution + "\nnot a step") == str(graph.answer)  # only lines before it count
+
+
 def test_documents_are_one_layout_fit_and_avoid_evaluation_problems() -> None:
     held_out = held_out_questions()
     layouts = set()
@@ -145,6 +155,7 @@ def test_lab_config_maps_to_the_generic_run() -> None:
     run = w2s_config(cfg, Path("w"), Path("s"))
     assert run.task.split == "train" and run.task.lab.per_level == 7 and run.eval_task.split == "test"
     assert run.stage2.rounds == 1 and run.dpo.dpo.nll_weight == 1.0 and run.weak.path == "w"
+    assert run.task.lab.strict_format and run.eval_task.lab.strict_format
 
 
 def test_cli_names_a_misspelt_key(tmp_path: Path) -> None:

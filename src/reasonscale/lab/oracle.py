@@ -69,6 +69,11 @@ def final_answer(steps: Sequence[str]) -> int | None:
     return next((a for a in map(parse_answer, steps) if a is not None), None)
 
 
+def is_step(step: str) -> bool:
+    """Whether `step` is a computation step in the lab's form (right or wrong)."""
+    return _parse_step(step) is not None
+
+
 def _parse_step(step: str) -> _ParsedStep | None:
     """The parts of a computation step, or None when it is not one."""
     text = step.strip()

@@ -45,6 +45,7 @@ class LabW2SConfig(Section):
     strong_budget_s: float | None = Field(None, gt=0, description="wall-time cap of one call's strong pretraining")
     strong: StrongSettings = Field(default_factory=StrongSettings)
     levels: list[Annotated[int, Field(ge=1, le=5)]] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=1)
+    strict_format: bool = Field(True, description="answers count only in the target's form (docs/w2s.md)")
     questions_per_level: int = Field(200, ge=1, description="unlabelled training questions per level")
     questions_seed: int = Field(1, description="seed of the question subset of the train split")
     eval_per_level: int = Field(40, ge=1, description="test problems per level")
@@ -59,7 +60,7 @@ class LabW2SConfig(Section):
 
 def w2s_config(cfg: LabW2SConfig, weak: Path, strong: Path) -> W2SConfig:
     """The generic run over the two lab models, lab training questions and lab test problems."""
-    lab = {"levels": cfg.levels}
+    lab = {"levels": cfg.levels, "strict_format": cfg.strict_format}
     return W2SConfig.model_validate({
         "weak": {"path": str(weak)},
         "strong": {"path": str(strong)},

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from reasonscale.config import TaskConfig
 from reasonscale.lab.graph import Graph, graph_of
-from reasonscale.lab.oracle import OracleResult, check_solution, final_answer
+from reasonscale.lab.oracle import OracleResult, check_solution, final_answer, is_step, parse_answer
 from reasonscale.lab.splits import load_problems, split_graphs
 from reasonscale.tasks.base import Task
 from reasonscale.types import Problem
@@ -40,8 +40,13 @@ class LabTask(Task):
         return split_graphs("train", min(self.cfg.lab.levels), self.cfg.few_shot) if self.cfg.few_shot else []
 
     def extract_answer(self, solution: str) -> str | None:
-        """The answer of the solution's first answer line, the one the oracle grades (None if it has none)."""
-        answer = final_answer(self.split_steps(solution))
+        """The answer of the solution's first answer line, the one the oracle grades (None if it has none; with
+        `strict_format`, also None when a line before it is not a step in the lab's form)."""
+        steps = self.split_steps(solution)
+        answer = final_answer(steps)
+        if answer is not None and self.cfg.lab.strict_format:
+            before = steps[: next(i for i, step in enumerate(steps) if parse_answer(step) is not None)]
+            answer = answer if all(is_step(step) for step in before) else None
         return None if answer is None else str(answer)
 
     def normalize(self, answer: str) -> str:
