@@ -92,9 +92,7 @@ class LabTaskConfig(Section):
     levels: list[Annotated[int, Field(ge=1, le=5)]] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=1)
     per_level: int = Field(40, ge=1)
     seed: int = 0
-    strict_format: bool = Field(
-        False, description="an answer counts only after steps all in the lab's form (as GSM8K's '####' line)"
-    )
+    strict_format: bool = Field(False, description="an answer counts only after steps all in the lab's form")
 
 
 class FieldNames(Section):
