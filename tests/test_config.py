@@ -1,6 +1,7 @@
 import pytest
 
-from reasonscale.config import ConfigError, RunConfig, apply_overrides, load_config
+from reasonscale.config import ConfigError, RunConfig
+from reasonscale.config_loading import apply_overrides, load_config
 
 
 def write(tmp_path, text):

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from reasonscale.cli import app
-from reasonscale.config import ConfigError, TaskConfig, apply_overrides, load_config
+from reasonscale.config import ConfigError, TaskConfig
+from reasonscale.config_loading import apply_overrides, load_config
 from reasonscale.store import Store, StoreError
 from reasonscale.tasks import build_task
 from reasonscale.tasks.io import DataError

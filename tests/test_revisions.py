@@ -187,7 +187,7 @@ def test_revise_config_checks_budgets_and_verifier():
     with pytest.raises(ValueError, match="uses no verifier"):
         StrategyConfig(name="revise", select="majority", verifier="oracle")
     with pytest.raises(ConfigError, match="lenght"):
-        from reasonscale.config import validate
+        from reasonscale.config_loading import validate
 
         validate(RunConfig, {"model": {"path": "m"}, "task": {"name": "lab"},
                              "strategies": [{"name": "revise", "select": "majority", "lenght": 2}]}, "cfg")

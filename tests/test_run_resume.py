@@ -94,7 +94,7 @@ def test_config_error_is_reported_before_loading(tmp_path):
 
 
 def test_another_dtype_reuses_no_result_and_no_sample(tmp_path, tiny_model_dir):
-    from reasonscale.config import load_config
+    from reasonscale.config_loading import load_config
     from reasonscale.pipelines.evaluate import run_evaluation
 
     config = write_config(tmp_path, tiny_model_dir, "dtype")

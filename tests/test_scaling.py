@@ -185,7 +185,7 @@ def test_runs_record_bins_and_summaries_break_down_by_bin(tmp_path, monkeypatch)
 
 
 def test_scaling_fit_writes_a_policy_that_a_run_applies_by_predicted_bin(tmp_path, monkeypatch):
-    from reasonscale.config import load_config
+    from reasonscale.config_loading import load_config
     from reasonscale.pipelines import evaluate
     from reasonscale.pipelines.scaling import fit
     from test_evaluate import FirstSevenVerifier, ScriptedEngine

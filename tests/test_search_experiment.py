@@ -14,7 +14,8 @@ import pytest
 import yaml
 from conftest import build_tiny_model
 
-from reasonscale.config import ConfigError, load_config
+from reasonscale.config import ConfigError
+from reasonscale.config_loading import load_config
 from reasonscale.pipelines import search_experiment
 from reasonscale.pipelines.search_experiment import SearchExperimentConfig, run_search_experiment, trained_prm
 from reasonscale.summary import mean_se

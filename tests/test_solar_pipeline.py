@@ -11,7 +11,7 @@ from test_search import NoisyLabPolicy
 from typer.testing import CliRunner
 
 from reasonscale.cli import app
-from reasonscale.config import load_config
+from reasonscale.config_loading import load_config
 from reasonscale.engines.hf import HFEngine
 from reasonscale.pipelines.solar_lab import MATCHED, METHODS, PAIRS, SolarConfig, run_solar
 from reasonscale.pipelines.solar_results import matched_chains

@@ -11,7 +11,7 @@ from test_search import NoisyLabPolicy
 from typer.testing import CliRunner
 
 from reasonscale.cli import app
-from reasonscale.config import load_config
+from reasonscale.config_loading import load_config
 from reasonscale.data.tag import SegmentConfig, annotate, save_dataset, summarize_tag, to_dataset, win_rates
 from reasonscale.pipelines.annotate import AnnotateConfig, run_annotation
 

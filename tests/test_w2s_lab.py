@@ -15,7 +15,8 @@ from transformers import LlamaForCausalLM
 from typer.testing import CliRunner
 
 from reasonscale.cli import app
-from reasonscale.config import TaskConfig, load_config
+from reasonscale.config import TaskConfig
+from reasonscale.config_loading import load_config
 from reasonscale.lab.families import SEPARATORS, TARGET, Layout, document, is_family, random_layout
 from reasonscale.lab.splits import held_out_questions, split_graphs
 from reasonscale.lab.tokenizer import build_char_tokenizer

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from reasonscale.cli.common import console, fail, run_safely
 from reasonscale.cli.lab import lab_app
-from reasonscale.config import load_config
+from reasonscale.config_loading import load_config
 from reasonscale.tables import results_table, scaling_table, tag_table, w2s_table
 
 app = typer.Typer(help="Spend compute wisely to make language models reason better.", no_args_is_help=True)

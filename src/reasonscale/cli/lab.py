@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from reasonscale.cli.common import console, run_safely
-from reasonscale.config import load_config
+from reasonscale.config_loading import load_config
 from reasonscale.tables import results_table, scaling_table, w2s_table
 
 lab_app = typer.Typer(help="The synthetic lab domain: data, tiny models, demo and search experiment.")

@@ -22,7 +22,8 @@ from typing import Any
 from pydantic import Field
 
 from reasonscale import atomic
-from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig, load_config
+from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig
+from reasonscale.config_loading import load_config
 from reasonscale.engines import Engine, build_engine
 from reasonscale.lab.revision import (
     RevisionStageConfig,

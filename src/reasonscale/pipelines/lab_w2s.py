@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from reasonscale.config import Section, load_config
+from reasonscale.config import Section
+from reasonscale.config_loading import load_config
 from reasonscale.pipelines.w2s import run_w2s
 from reasonscale.pipelines.w2s_config import (
     Baselines,

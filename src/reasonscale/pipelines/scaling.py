@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from reasonscale import atomic
-from reasonscale.config import RunConfig, StrategyConfig, validate
+from reasonscale.config import RunConfig, StrategyConfig
+from reasonscale.config_loading import validate
 from reasonscale.pipelines.evaluate import binning_verifier, difficulty_bins, uses_verifier, verifier_key
 from reasonscale.scaling.bins import pass_at_1
 from reasonscale.scaling.flops import PAPER_RATIOS, exchange_rows

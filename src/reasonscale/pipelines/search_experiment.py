@@ -21,7 +21,8 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig, load_config
+from reasonscale.config import ModelConfig, RunConfig, SamplingConfig, Section, StrategyConfig, TaskConfig
+from reasonscale.config_loading import load_config
 from reasonscale.data.prm_labels import (
     PRMExample,
     build_prm_examples,

@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from reasonscale.config import Section, load_config
+from reasonscale.config import Section
+from reasonscale.config_loading import load_config
 
 
 class BaseModelSettings(Section):
