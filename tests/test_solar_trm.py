@@ -14,11 +14,13 @@ from reasonscale.tasks.lab import LabTask
 from reasonscale.train.data import write_jsonl
 from reasonscale.train.trm import (
     TRMConfig,
+    paired_selection,
     read_trm_records,
     selection_accuracy,
     topology_spearman,
     train_trm,
     trm_metrics,
+    within_question_auc,
 )
 from reasonscale.types import Problem
 from reasonscale.verifiers import build_verifier
@@ -64,8 +66,9 @@ def test_both_heads_rank_held_out_questions(trained):
     verifier = build_verifier("orm", LabTask(TaskConfig(name="lab")), str(result.path))
     assert isinstance(verifier, TRMVerifier)
     held_out = toy_records(8, seed=1)
-    metrics = trm_metrics(held_out, verifier.answer_scores, lambda ps: verifier.topology_scores(ps)[0])
-    assert metrics["questions"] == 8 and metrics["selection_accuracy"] == 1.0
+    answers = verifier.answer_scores([r["prompt"] for r in held_out], [r["response"] for r in held_out])
+    metrics = trm_metrics(held_out, answers, lambda ps: verifier.topology_scores(ps)[0])
+    assert metrics["questions"] == 8 and metrics["selection_accuracy"] == 1.0 and metrics["within_auc"] == 1.0
     assert metrics["spearman"] > 0.8
     again = train_trm(cfg, progress=False)
     assert not again.trained and again.info["key"] == result.info["key"]
@@ -98,9 +101,15 @@ def test_a_single_task_trm_trains_one_head(tmp_path, tiny_model_dir):
 def test_metrics_by_hand():
     rows = [{"id": "q", "hard_label": 0}, {"id": "q", "hard_label": 1}, {"id": "r", "hard_label": 1}]
     assert selection_accuracy(rows, [0.2, 0.9, 0.1]) == 1.0 and selection_accuracy(rows, [0.9, 0.2, 0.1]) == 0.5
-    picked = trm_metrics([{**r, "prompt": "p", "response": "x", "label": r["hard_label"]} for r in rows],
-                         lambda prompts, responses: [0.9, 0.2, 0.1], None)
+    records = [{**r, "prompt": "p", "response": "x", "label": r["hard_label"]} for r in rows]
+    picked = trm_metrics(records, [0.9, 0.2, 0.1], None)
     assert picked["selection_accuracy"] == 0.5 and picked["selection_accuracy_se"] == pytest.approx(0.5 / 2 ** 0.5)
+    assert picked["within_auc"] == 0.0 and picked["within_auc_questions"] == 1  # only q has both; wrong on top
+    more = [{"id": "q", "hard_label": 1}, {"id": "q", "hard_label": 0}, {"id": "q", "hard_label": 1}]
+    assert within_question_auc(more, [0.5, 0.5, 0.9])[0] == pytest.approx(0.75)  # a tie counts half
+    records.append({**records[0], "id": "s", "label": 1})
+    gain, se = paired_selection(records, [0.2, 0.9, 0.1, 1.0], [0.9, 0.2, 0.1, 1.0])  # q: +1, r: 0, s: 0
+    assert gain == pytest.approx(1 / 3) and se == pytest.approx((2 / 9) ** 0.5 / 3 ** 0.5)
     actual = {"q": {"a": 1.0, "b": 0.0}, "r": {"a": 0.5, "b": 0.25}}
     assert topology_spearman(actual, {"q": {"a": 0.9, "b": 0.1}, "r": {"a": 0.6, "b": 0.5}}) == pytest.approx(1.0)
     assert topology_spearman(actual, {"q": {"a": 0.1, "b": 0.9}, "r": {"a": 0.5, "b": 0.6}}) < 0

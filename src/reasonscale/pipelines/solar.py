@@ -31,7 +31,7 @@ from reasonscale.train.config import (
     SFTConfig,
 )
 from reasonscale.train.data import write_jsonl
-from reasonscale.train.trm import TRMConfig, TRMSettings, train_trm, trm_metrics
+from reasonscale.train.trm import TRMConfig, TRMSettings, paired_selection, train_trm, trm_metrics
 
 Row = dict[str, Any]
 
@@ -169,22 +169,26 @@ def train_reward_models(
     if single_task:
         variants["trm-answer"] = settings.model_copy(update={"topology_weight": 0.0})
         variants["trm-topology"] = settings.model_copy(update={"answer_weight": 0.0, "pair_weight": 0.0})
-    models, metrics = {}, {}
+    models, metrics, scores = {}, {}, {}
+    prompts, responses = [r["prompt"] for r in test], [r["response"] for r in test]
     for name, trm in variants.items():
         cfg = TRMConfig(model=base, data=DataSettings(path=str(data)), trm=trm, **_sections(training),
                         output_dir=str(out / name))  # fmt: skip
-        path = str(train_trm(cfg, progress=progress).path)
-        verifier = TRMVerifier(path, None)
-        answer = verifier.answer_scores if trm.answers else None
+        models[name] = str(train_trm(cfg, progress=progress).path)
+        verifier = TRMVerifier(models[name], None)
+        if trm.answers:
+            scores[name] = verifier.answer_scores(prompts, responses)
         topology = (lambda ps, v=verifier: v.topology_scores(ps)[0]) if trm.topology_weight else None
-        models[name], metrics[name] = path, trm_metrics(test, answer, topology)
+        metrics[name] = trm_metrics(test, scores.get(name), topology)
     if single_task:
         cfg = RewardConfig(model=base, data=DataSettings(path=str(data)), reward={"format": "labels"},
                            **_sections(training), output_dir=str(out / "reward"))  # fmt: skip
-        path = str(train_reward(cfg, progress=progress).path)
-        reward_model = RewardModelVerifier(path, None)
-        rewards = (lambda prompts, responses: reward_model.rewards(prompts, responses)[0])
-        models["reward"], metrics["reward"] = path, trm_metrics(test, rewards, None)
+        models["reward"] = str(train_reward(cfg, progress=progress).path)
+        scores["reward"] = RewardModelVerifier(models["reward"], None).rewards(prompts, responses)[0]
+        metrics["reward"] = trm_metrics(test, scores["reward"], None)
+    for name in sorted(scores.keys() - {"m-trm"} if "m-trm" in scores else ()):
+        difference, se = paired_selection(test, scores["m-trm"], scores[name])
+        metrics["m-trm"] |= {f"selection_minus_{name}": difference, f"selection_minus_{name}_se": se}
     return {"models": models, "metrics": metrics, "train_responses": len(train), "test_responses": len(test)}
 
 

@@ -92,16 +92,16 @@ def curve_table(curve: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def reward_table(reward: dict[str, Any]) -> list[str]:
-    """The reward models' held-out metrics (mean over trainings, ± the selection's standard error; with several
-    trainings, the spread and each training's)."""
+    """The reward models' held-out metrics (mean over trainings, ± the standard error over questions; with several
+    trainings, the spread and each training's), then the M-TRM's paired selection gain over each other model."""
     several = len(reward["by_training"]) > 1
+    header = "| model | selection accuracy | within-question AUC | Spearman |"
     lines = ["Reward models on the test questions" + (" (mean over the trainings):" if several else ":"), "",
-             "| model | selection accuracy | Spearman |" + (" spread | by training |" if several else ""),
-             "|---|---|---|" + ("---|---|" if several else "")]  # fmt: skip
+             header + (" spread | by training |" if several else ""),
+             "|---|---|---|---|" + ("---|---|" if several else "")]  # fmt: skip
     for name, metric in reward["metrics"].items():
-        sel, rho = metric.get("selection_accuracy", NAN), metric.get("spearman", NAN)
-        se = f" ± {metric['selection_accuracy_se']:.3f}" if "selection_accuracy_se" in metric else ""
-        row = f"| {name} | {sel:.3f}{se} | {rho:.3f} |"
+        row = f"| {name} | {_with_se(metric, 'selection_accuracy')} | {_with_se(metric, 'within_auc')} | "
+        row += f"{metric.get('spearman', NAN):.3f} |"
         if several:
             spread = reward["spread"][name]
             each = [t[name] for t in reward["by_training"].values()]
@@ -109,4 +109,16 @@ def reward_table(reward: dict[str, Any]) -> list[str]:
                     + ", ".join(f"{e.get('selection_accuracy', NAN):.3f} / {e.get('spearman', NAN):.3f}" for e in each)
                     + " |")  # fmt: skip
         lines.append(row)
+    m_trm = reward["metrics"].get("m-trm", {})
+    gains = [f"{key[len('selection_minus_'):]} {_with_se(m_trm, key, signed=True)}" for key in m_trm
+             if key.startswith("selection_minus_") and not key.endswith("_se")]  # fmt: skip
+    if gains:
+        lines += ["", "M-TRM selection accuracy minus (paired over questions): " + ", ".join(gains) + "."]
     return lines + [""]
+
+
+def _with_se(metric: dict[str, float], key: str, signed: bool = False) -> str:
+    """`0.412 ± 0.045` (the value and its standard error, if the metric has them)."""
+    value = metric.get(key, NAN)
+    text = f"{value:+.3f}" if signed else f"{value:.3f}"
+    return text + (f" ± {metric[key + '_se']:.3f}" if key + "_se" in metric else "")

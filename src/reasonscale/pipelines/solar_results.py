@@ -114,7 +114,7 @@ def targets(methods: dict[str, Point], metrics: dict[str, dict[str, float]]) -> 
     )
     m_trm = metrics["m-trm"]
     for name, other in metrics.items():
-        for key in ("selection_accuracy", "spearman"):
+        for key in ("selection_accuracy", "within_auc", "spearman"):
             if name != "m-trm" and key in other and key in m_trm:
                 out[f"m-trm {key} >= {name}"] = m_trm[key] >= other[key]
     if "base-matched" in methods:

@@ -197,19 +197,33 @@ def _train(cfg: TRMConfig, model: TRM, data, pad: int, progress: bool) -> list[d
     return history
 
 
-def selected_labels(rows: Sequence[dict[str, Any]], scores: Sequence[float]) -> list[int]:
-    """Per question, the hard label of its top-scored response (ties: the first)."""
+def selected_by_question(rows: Sequence[dict[str, Any]], scores: Sequence[float]) -> dict[str, int]:
+    """Per question id, the hard label of its top-scored response (ties: the first)."""
     best: dict[str, tuple[float, int]] = {}
     for row, score in zip(rows, scores, strict=True):
         if row["id"] not in best or score > best[row["id"]][0]:
             best[row["id"]] = (score, row["hard_label"])
-    return [label for _, label in best.values()]
+    return {question: label for question, (_, label) in best.items()}
 
 
 def selection_accuracy(rows: Sequence[dict[str, Any]], scores: Sequence[float]) -> float:
     """The fraction of questions whose top-scored response (ties: the first) is right."""
-    labels = selected_labels(rows, scores)
+    labels = list(selected_by_question(rows, scores).values())
     return sum(labels) / len(labels) if labels else float("nan")
+
+
+def within_question_auc(rows: Sequence[dict[str, Any]], scores: Sequence[float]) -> tuple[float, float, int]:
+    """Mean over questions with right and wrong responses of the AUC separating them by score (ties count half),
+    its standard error and the number of such questions: how well a model orders one question's responses, which
+    is all that selection asks of it, with less noise than selection accuracy."""
+    from reasonscale.verifiers.metrics import roc_auc
+
+    by_question: dict[str, tuple[list[float], list[int]]] = defaultdict(lambda: ([], []))
+    for row, score in zip(rows, scores, strict=True):
+        by_question[row["id"]][0].append(score)
+        by_question[row["id"]][1].append(row["hard_label"])
+    aucs = [auc for s, y in by_question.values() if (auc := roc_auc(s, y)) is not None]
+    return *mean_se(aucs), len(aucs)
 
 
 def topology_spearman(actual: dict[str, dict[str, float]], predicted: dict[str, dict[str, float]]) -> float:
@@ -224,16 +238,19 @@ def topology_spearman(actual: dict[str, dict[str, float]], predicted: dict[str, 
 
 def trm_metrics(
     rows: Sequence[dict[str, Any]],
-    answer_score: Callable[[list[str], list[str]], list[float]] | None,
+    answer_scores: Sequence[float] | None,
     topology_score: Callable[[list[str]], list[dict[str, float]]] | None,
 ) -> dict[str, float]:
-    """Selection accuracy (with an answer scorer) and Spearman (with a topology scorer) on TRM records (prompt,
-    response, label, topology, topo_label, id)."""
+    """On TRM records (prompt, response, label, topology, topo_label, id): selection accuracy and within-question
+    AUC of the answer scores (one per record) if given, Spearman of a topology scorer if given."""
     out: dict[str, float] = {"questions": len({r["id"] for r in rows})}
-    if answer_score is not None:
-        scores = answer_score([r["prompt"] for r in rows], [r["response"] for r in rows])
-        labels = selected_labels([{**r, "hard_label": r["label"]} for r in rows], scores)
-        out["selection_accuracy"], out["selection_accuracy_se"] = mean_se([float(v) for v in labels])
+    if answer_scores is not None:
+        labelled = [{**r, "hard_label": r["label"]} for r in rows]
+        picked = [float(v) for v in selected_by_question(labelled, answer_scores).values()]
+        out["selection_accuracy"], out["selection_accuracy_se"] = mean_se(picked)
+        out["within_auc"], out["within_auc_se"], out["within_auc_questions"] = within_question_auc(
+            labelled, answer_scores
+        )
     if topology_score is not None:
         actual: dict[str, dict[str, float]] = defaultdict(dict)
         prompts: dict[str, str] = {}
@@ -244,3 +261,13 @@ def trm_metrics(
         predicted = dict(zip(ids, topology_score([prompts[q] for q in ids])))
         out["spearman"] = topology_spearman(actual, predicted)
     return out
+
+
+def paired_selection(
+    rows: Sequence[dict[str, Any]], scores: Sequence[float], other: Sequence[float]
+) -> tuple[float, float]:
+    """Selection accuracy by `scores` minus by `other` on the same questions: the mean per-question difference and
+    its standard error (paired, so the questions' difficulty cancels)."""
+    labelled = [{**r, "hard_label": r["label"]} for r in rows]
+    mine, theirs = selected_by_question(labelled, scores), selected_by_question(labelled, other)
+    return mean_se([float(mine[q] - theirs[q]) for q in mine])
