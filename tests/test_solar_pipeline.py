@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from test_search import NoisyLabPolicy
 from typer.testing import CliRunner
@@ -86,7 +87,10 @@ def test_lab_solar_end_to_end_and_rerun_is_free(tmp_path, tiny_model_dir):
     assert set(summary["trainings"]) == {"shared"} and set(summary["reward_models"]["by_training"]) == {"shared"}
     assert set(summary["reward_models"]["metrics"]) == {"m-trm", "trm-answer", "trm-topology", "reward"}
     m_trm = summary["reward_models"]["metrics"]["m-trm"]
-    assert m_trm["questions"] == 4 and 0 <= m_trm["selection_accuracy"] <= 1
+    assert m_trm["questions"] == 4 and 0 <= m_trm["selection_accuracy"] <= 1 and 0 <= m_trm["within_auc"] <= 1
+    answer_only = summary["reward_models"]["metrics"]["trm-answer"]
+    gain = m_trm["selection_accuracy"] - answer_only["selection_accuracy"]
+    assert m_trm["selection_minus_trm-answer"] == pytest.approx(gain) and "selection_minus_reward_se" in m_trm
     assert summary["reward_models"]["spread"]["m-trm"]["selection_accuracy"] == 0
     training = summary["trainings"]["shared"]
     stages = [s["stage"] for s in training["tuning"]["filters"]]
@@ -97,6 +101,7 @@ def test_lab_solar_end_to_end_and_rerun_is_free(tmp_path, tiny_model_dir):
     assert set(summary["length_by_segment"]) == {"base", "tuned"}
     report = (tmp_path / "solar" / "solar_report.md").read_text()
     assert "| hybrid |" in report and "| m-trm |" in report and "solar_curve.png" in report
+    assert "M-TRM selection accuracy minus (paired over questions): reward " in report
     assert "| tuned-chains-oracle | 2 |" in report and "| base | 1 | 1 |" in report
     assert (tmp_path / "solar" / "solar_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again_engines = Engines(str(tiny_model_dir))
