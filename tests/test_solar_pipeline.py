@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from reasonscale.cli import app
 from reasonscale.config_loading import load_config
 from reasonscale.engines.hf import HFEngine
-from reasonscale.pipelines.solar_lab import MATCHED, METHODS, PAIRS, SolarConfig, run_solar
+from reasonscale.pipelines.solar_lab import METHODS, SolarConfig, run_solar
+from reasonscale.pipelines.solar_matched import MATCHED, PAIRS
 from reasonscale.pipelines.solar_results import matched_chains
 
 FAST = {"log": {"logging_steps": 1, "cpu_threads": 1}}
@@ -73,6 +74,7 @@ def test_lab_solar_end_to_end_and_rerun_is_free(tmp_path, tiny_model_dir):
     for method in METHODS:
         assert [p["n"] for p in curve[method]] == [1, 2]
     assert curve["rewarding"][0]["generated_tokens"] < curve["rewarding"][1]["generated_tokens"]
+    best = summary["trainings"]["shared"]["tag"]["tag-train"]["best_single"]["variant"]
     for policy, arm in (("base", "base-matched"), ("tuned", "tuning-matched")):
         topological, chains = PAIRS[policy]
         for i, budget in enumerate([1, 2]):  # at each budget, N chains at that point's topological tokens
@@ -83,7 +85,15 @@ def test_lab_solar_end_to_end_and_rerun_is_free(tmp_path, tiny_model_dir):
             assert abs(curve[arm][i]["generated_tokens"] - n * per_chain) <= per_chain
         oracle = "chains-oracle" if policy == "base" else "tuned-chains-oracle"
         assert [p["n"] for p in curve[oracle]] == [p["n"] for p in curve[arm]]
-    assert "rewarding beats base-matched" in summary["targets"]
+        single = "best-topology" if policy == "base" else "tuned-best-topology"  # N responses of it at those tokens
+        outcomes = topological_outcomes(tmp_path / "solar", f"eval-{policy}-single")
+        assert {len(o["settings"]["topologies"]) for o in outcomes} == {1}
+        assert {o["settings"]["topologies"][0]["name"] for o in outcomes} == {best.split("[")[0]}
+        one = [o["generated_tokens"] for o in outcomes if o["budget"] == 1]
+        per_response = sum(one) / len(one)
+        assert [p["n"] for p in curve[single]] == [max(1, round(t["generated_tokens"] / per_response))
+                                                   for t in curve[topological]]  # fmt: skip
+    assert {"rewarding beats base-matched", "hybrid beats tuned-best-topology"} <= set(summary["targets"])
     assert set(summary["trainings"]) == {"shared"} and set(summary["reward_models"]["by_training"]) == {"shared"}
     assert set(summary["reward_models"]["metrics"]) == {"m-trm", "trm-answer", "trm-topology", "reward"}
     m_trm = summary["reward_models"]["metrics"]["m-trm"]
@@ -108,9 +118,16 @@ def test_lab_solar_end_to_end_and_rerun_is_free(tmp_path, tiny_model_dir):
     again = run_solar(cfg, show_progress=False, engine_factory=again_engines)
     assert again_engines.calls() == 0 and not again["trainings"]["shared"]["tuning"]["trained"]
     assert again["curve"] == summary["curve"] and set(again["model_calls"].values()) == {0}
-    runs = {f"eval-{p}-s{s}" for p in ("base", "tuned", "base-matched", "tuned-matched") for s in (0, 1)}
+    kinds = ("base", "tuned", "base-matched", "tuned-matched", "base-single", "tuned-single")
+    runs = {f"eval-{kind}-s{s}" for kind in kinds for s in (0, 1)}
     assert set(again["model_calls"]) == runs
     assert all(set(m["accuracy_by_seed"]) == {"0", "1"} for m in summary["methods"].values())
+
+
+def topological_outcomes(out, run: str) -> list[dict]:
+    """Every `topological` outcome in the runs `<run>-s0` and `<run>-s1`."""
+    lines = [line for s in (0, 1) for line in (out / f"{run}-s{s}" / "results.jsonl").read_text().splitlines()]
+    return [o for line in lines for o in json.loads(line)["outcomes"] if o["strategy"] == "topological"]
 
 
 def test_matched_chains_are_the_closest_count_in_tokens():

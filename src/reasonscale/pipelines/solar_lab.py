@@ -8,9 +8,9 @@
    (the tuned policy, the same), rewarding (the base policy, `topological` with the M-TRM) and hybrid (the tuned
    policy, `topological`), per level and per segment, with their generated tokens; and the mean length of one
    chain per segment, base vs tuned.
-   With `evaluate.matched`, also each policy's chains at the topological method's generated tokens at each budget,
-   voting and chosen by the oracle the nested topologies use (MATCHED), and the issue's targets, held or not, at
-   the largest budget.
+   With `evaluate.matched`, also each policy's chains and its best single topology at the topological method's
+   generated tokens at each budget (`solar_matched.py`), and the issue's targets, held or not, at the largest
+   budget.
 The evaluation runs once per seed of `evaluate.seeds`; with `seeds_vary: everything` each seed also has its own
 training (steps 1-3 on the training questions, under `seed-<seed>/`). Every stage is stored or keyed by its inputs
 (one shared sample cache), so a re-run makes no model call and trains nothing.
@@ -41,8 +41,9 @@ from reasonscale.pipelines.solar import (
     train_reward_models,
     trm_records,
 )
+from reasonscale.pipelines.solar_matched import run_matched
 from reasonscale.pipelines.solar_report import write_report
-from reasonscale.pipelines.solar_results import curve, lengths, matched_chains, reward_summary, targets
+from reasonscale.pipelines.solar_results import curve, lengths, reward_summary, targets
 from reasonscale.search.topological import allocate
 from reasonscale.tasks import build_task
 from reasonscale.train.config import BaseModelSettings
@@ -50,12 +51,6 @@ from reasonscale.train.trm import TRMSettings
 
 METHODS = {"base": ("base", "cot"), "tuning": ("tuned", "cot"), "rewarding": ("base", "topological"),
            "hybrid": ("tuned", "topological")}  # fmt: skip
-# At matched compute (`evaluate.matched`): N chains, N chosen so their generated tokens match rewarding's (the base
-# policy) or hybrid's (the tuned one); voting, or chosen by the oracle that the nested topologies also use.
-MATCHED = {"base-matched": ("base-matched", "cot"), "tuning-matched": ("tuned-matched", "cot"),
-           "chains-oracle": ("base-matched", "weighted_best_of_n"),
-           "tuned-chains-oracle": ("tuned-matched", "weighted_best_of_n")}  # fmt: skip
-PAIRS = {"base": ("rewarding", "base"), "tuned": ("hybrid", "tuning")}  # policy: (its topological, its chains)
 
 
 class TuneStage(Section):
@@ -166,6 +161,15 @@ class SolarConfig(Section):
                                               {"name": "weighted_best_of_n", "budgets": budgets,
                                                "verifier": "oracle"}])  # fmt: skip
 
+    def single_evaluation(
+        self, policy: str, trm: str, topology: StrategyConfig, counts: list[int], name: str, seed: int
+    ) -> RunConfig:
+        """One topology alone, as `topological` with the reward model at `trm`, at 1 and each N of `counts`."""
+        return self._run(policy, name, seed, [
+            {"name": "topological", "budgets": sorted({1, *counts}), "verifier": "orm", "verifier_path": trm,
+             "topologies": [topology], "select": self.evaluate.select},
+        ])  # fmt: skip
+
     def _run(self, policy: str, name: str, seed: int, strategies: list[dict[str, Any]]) -> RunConfig:
         return RunConfig(
             model=self.model.model_copy(update={"path": policy}),
@@ -273,29 +277,3 @@ def reseeded(training: TrainingSettings, seed: int) -> TrainingSettings:
 
 def tag_figures(tag: dict[str, Any]) -> dict[str, Any]:
     return {k: tag[k] for k in ("questions", "segments", "best_single", "oracle_topology_accuracy")}
-
-
-def run_matched(
-    cfg: SolarConfig,
-    by_seed: dict[int, Trained],
-    points: dict[str, list[dict[str, Any]]],
-    segments: dict[str, str],
-    runs: dict[str, Any],
-    show_progress: bool,
-    engine_factory: Factory,
-) -> dict[str, list[dict[str, Any]]]:
-    """The matched arms (MATCHED) of each policy at each budget, at its N there (`matched_n`, or from the measured
-    tokens of that budget's points); adds the runs to `runs`."""
-    seeds, budgets, chosen = cfg.evaluate.seeds, cfg.evaluate.budgets, {}
-    for policy in PAIRS:
-        topological, chains = PAIRS[policy]
-        chosen[policy] = cfg.evaluate.matched_n or [
-            matched_chains(t, c, b) for t, c, b in zip(points[topological], points[chains], budgets)
-        ]
-        for seed in seeds:
-            path = cfg.model.path if policy == "base" else by_seed[seed].tune["model"]
-            name = f"eval-{policy}-matched-s{seed}"
-            runs[name] = run_evaluation(cfg.matched_evaluation(path, chosen[policy], name, seed), show_progress,
-                                        engine_factory)  # fmt: skip
-    arms = {m: (run, s, chosen[run.removesuffix("-matched")]) for m, (run, s) in MATCHED.items()}
-    return curve(Path(cfg.output_dir), arms, budgets, segments, seeds)

@@ -35,7 +35,7 @@ def plot_curve(curve: dict[str, list[dict[str, Any]]], path: Path) -> None:
         xs = [max(p["generated_tokens"], 1.0) for p in points]
         ys = [p["accuracy"] for p in points]
         spread = [p["seed_spread"] / 2 for p in points]
-        style = "--" if "matched" in method or "oracle" in method else "-"
+        style = "--" if any(arm in method for arm in ("matched", "oracle", "best-topology")) else "-"
         ax.errorbar(xs, ys, yerr=spread, linestyle=style, marker="osD^v<>p"[i % 8], markersize=4, capsize=2,
                     elinewidth=0.8, color=plt.cm.tab10(i % 10), label=method)  # fmt: skip
     ax.set_xscale("log")
@@ -64,7 +64,9 @@ def solar_report(summary: dict[str, Any]) -> str:
     lines += ["", "N: responses per question (chains, or topology runs); accuracy: mean over the seeds; seed spread: "
               "best minus worst seed; levels and segments: every seed's questions; tokens: generated per question. "
               "`-matched`: N chains at the generated tokens of rewarding (base policy) or hybrid (tuned); "
-              "`chains-oracle`: those chains chosen by the oracle verifier the nested topologies use.", "",
+              "`chains-oracle`: those chains chosen by the oracle verifier the nested topologies use; "
+              "`best-topology`: N responses of the training questions' best single topology alone, at those tokens, "
+              "chosen by the same reward model.", "",
               "Targets (at the largest budget): "
               + "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in summary["targets"].items()) + ".", ""]  # fmt: skip
     lines += curve_table(summary["curve"]) + ["", *reward_table(summary["reward_models"])]
@@ -80,8 +82,8 @@ def solar_report(summary: dict[str, Any]) -> str:
 
 def curve_table(curve: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Every method at every budget: its N, accuracy (mean, each seed's, spread) and generated tokens."""
-    lines = [f"Accuracy vs budget (plot: {PLOT}); a matched arm's point at budget B is its N chains at the tokens "
-             "of the topological method at B:", "",
+    lines = [f"Accuracy vs budget (plot: {PLOT}); a matched arm's point at budget B is its N chains (or responses "
+             "of the best topology) at the tokens of the topological method at B:", "",
              "| method | budget | N | accuracy | by seed | seed spread | tokens |", "|---|---|---|---|---|---|---|"]
     for method, points in curve.items():
         for p in points:

@@ -120,5 +120,6 @@ def targets(methods: dict[str, Point], metrics: dict[str, dict[str, float]]) -> 
     if "base-matched" in methods:
         out |= {f"{m} beats {base}": beats(m, base) for m, base in (
             ("rewarding", "base-matched"), ("hybrid", "tuning-matched"), ("rewarding", "chains-oracle"),
-            ("hybrid", "tuned-chains-oracle"))}  # fmt: skip
+            ("hybrid", "tuned-chains-oracle"), ("rewarding", "best-topology"),
+            ("hybrid", "tuned-best-topology"))}  # fmt: skip
     return out
