@@ -81,7 +81,9 @@ class EvalStage(Section):
     seeds_vary: Literal["evaluation", "everything"] = Field(
         "evaluation", description="evaluation: one training for every seed; everything: each seed trains its own"
     )
-    matched: bool = Field(False, description="also the chain arms at the generated tokens of rewarding / hybrid")
+    matched: bool = Field(
+        False, description="also chains and the best single topology at the generated tokens of rewarding / hybrid"
+    )
     matched_n: Annotated[list[Annotated[int, Field(ge=1)]] | None, BeforeValidator(_listed)] = Field(
         None, description="the matched arms' N chains, one per budget (default: chosen from the measured tokens)"
     )
