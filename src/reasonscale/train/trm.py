@@ -38,6 +38,7 @@ from reasonscale.train.common import (
 )
 from reasonscale.train.config import TrainConfig
 from reasonscale.train.data import fingerprint
+from reasonscale.verifiers.metrics import roc_auc
 from reasonscale.verifiers.trm import TRM, TRMFormat, encode_answer, encode_question
 
 FIELDS = {"prompt": str, "response": str, "label": (int, float), "topology": str, "topo_label": (int, float)}
@@ -216,8 +217,6 @@ def within_question_auc(rows: Sequence[dict[str, Any]], scores: Sequence[float])
     """Mean over questions with right and wrong responses of the AUC separating them by score (ties count half),
     its standard error and the number of such questions: how well a model orders one question's responses, which
     is all that selection asks of it, with less noise than selection accuracy."""
-    from reasonscale.verifiers.metrics import roc_auc
-
     by_question: dict[str, tuple[list[float], list[int]]] = defaultdict(lambda: ([], []))
     for row, score in zip(rows, scores, strict=True):
         by_question[row["id"]][0].append(score)
