@@ -51,12 +51,14 @@ def test_everything_seeds_train_and_use_their_own_models(tmp_path, tiny_model_di
 def test_evaluation_seeds_never_share_a_topology_response(tmp_path, tiny_model_dir):
     """A topology's response j runs at the run's sampling seed + j: seeds are spaced by the most responses one
     topology gets at the largest budget."""
-    cases = (("equal", [1, 2], 1), ("equal", [1, 3], 2), ([3, 1], [4], 3), ("predicted", [5], 5))
+    cases = (("equal", [1, 2], 1), ("equal", [1, 3], 2), ([3, 1], [4], 3), ("predicted", [5], 5), ("routed", [3], 3))
     for shares, budgets, stride in cases:
         evaluate = {"budgets": budgets, "shares": shares, "seeds": [0, 1, 2]}
         cfg = solar_config(tmp_path, tiny_model_dir, evaluate=evaluate)
         assert cfg.stride == stride
-        counts = allocate(budgets[-1], [1, 1] if shares in ("equal", "predicted") else shares)
+        by_name = {"equal": [1, 1], "predicted": [1, 1], "routed": [1, 0]}
+        weights = shares if isinstance(shares, list) else by_name[shares]
+        counts = allocate(budgets[-1], weights)
         used = [{cfg.evaluation("m", "trm", "x", s).sampling.seed + j for j in range(max(counts))} for s in (0, 1, 2)]
         assert not (used[0] & used[1] or used[1] & used[2] or used[0] & used[2])
 

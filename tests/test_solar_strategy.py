@@ -154,6 +154,12 @@ def test_predicted_shares_follow_the_topology_head_and_are_charged(lab, tmp_path
         assert sum(1 for _, pid, _ in Counted.calls if pid == p.id) == counts[1]
         assert outcome.usage.policy_calls == counts[0] + counts[1]  # each fake response counts one call (n=1)
         assert outcome.usage.verifier_calls == 1 + 5  # the topology head, then every response scored
+    routed = cfg.model_copy(update={"shares": "routed"})
+    Counted.calls.clear()
+    Topological(routed).run(chunk, 5)
+    for p, shares in zip(problems, predicted):  # all five to the topology predicted best (ties: the earlier)
+        best_is_counted = shares["counted"] > shares["cot"]
+        assert sum(1 for _, pid, _ in Counted.calls if pid == p.id) == (5 if best_is_counted else 0)
     tot = StrategyConfig(name="tot", verifier="oracle")
     wrong = cfg.model_copy(update={"topologies": [StrategyConfig(name="cot"), tot]})
     with pytest.raises(ValueError, match=r"the TRM has no topology tot\[oracle\]"):

@@ -73,7 +73,7 @@ class EvalStage(Section):
     budgets: list[Annotated[int, Field(ge=1)]] | None = Field(
         None, description="the budgets N every method is evaluated at (the curve; default: [n])"
     )
-    shares: list[float] | Literal["equal", "predicted"] = "equal"
+    shares: list[float] | Literal["equal", "predicted", "routed"] = "equal"
     select: Literal["vote", "argmax"] = "vote"
     seeds: list[int] = Field(
         default_factory=lambda: [0, 1], min_length=1, description="seeds of the evaluation (the noise)"
@@ -135,7 +135,7 @@ class SolarConfig(Section):
         """Evaluation seed s samples at sampling seed s x stride: the most responses one topology gets at the largest
         budget, since a topology's response j runs at sampling seed + j, so two seeds never share a response."""
         n, shares = self.evaluate.n, self.evaluate.shares
-        if shares == "predicted":
+        if shares in ("predicted", "routed"):
             return n
         return max(allocate(n, [1.0] * len(self.topologies) if shares == "equal" else shares))
 

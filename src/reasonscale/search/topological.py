@@ -5,7 +5,8 @@ Budget N is the number of responses per problem. Each configured topology (a str
 mcts...) answers once per response given to it, at its own `n`; its j-th response is drawn with sampling seed
 `seed + j`, exactly as TAG's response j, so a TAG annotation's samples are reused from the cache. The N responses
 are split by `shares` (configured weights, or `predicted`: the topo labels the TRM's topology head predicts for
-the question) with largest remainders. Hybrid scaling is this strategy run with a topologically tuned policy.
+the question) with largest remainders; `routed` gives them all to the topology the head predicts best. Hybrid
+scaling is this strategy run with a topologically tuned policy.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ class TopologicalConfig(VerifiedStrategyConfig):
     topologies: list[SerializeAsAny[Annotated[StrategyConfig, BeforeValidator(_as_section)]]] = Field(
         min_length=1, description="strategy sections, each answering once per response it is given"
     )
-    shares: list[float] | Literal["equal", "predicted"] = Field(
-        "equal", description="weights of the topologies (one each), equal, or predicted (the TRM's topology head)"
+    shares: list[float] | Literal["equal", "predicted", "routed"] = Field(
+        "equal",
+        description="weights of the topologies (one each), equal, predicted (in proportion to the TRM's topology "
+        "head) or routed (all to the topology the head predicts best)",
     )
     select: Literal["vote", "argmax"] = Field("vote", description="reward-weighted vote, or the best reward")
 
@@ -53,8 +56,8 @@ class TopologicalConfig(VerifiedStrategyConfig):
         return labels(self.topologies)
 
     def fixed_shares(self) -> list[float] | None:
-        """The configured weights (equal: 1 each); None when predicted."""
-        if self.shares == "predicted":
+        """The configured weights (equal: 1 each); None when the topology head decides them."""
+        if self.shares in ("predicted", "routed"):
             return None
         return [1.0] * len(self.topologies) if self.shares == "equal" else self.shares
 
@@ -139,14 +142,18 @@ class Topological(Strategy):
         if (shares := self.config.fixed_shares()) is not None:
             return [allocate(n, shares)] * len(chunk.problems), [Usage() for _ in chunk.problems]
         trm = chunk.verifier(self.config)
+        shares = self.config.shares
         if not hasattr(trm, "topology_scores"):
-            raise ValueError("shares: predicted needs a topological reward model (verifier: orm, a TRM's path)")
+            raise ValueError(f"shares: {shares} needs a topological reward model (verifier: orm, a TRM's path)")
         predicted, costs = trm.topology_scores(list(chunk.prompts))
         names = self.config.topology_labels()
         missing = [name for name in names if name not in trm.topologies]
         if missing:
-            raise ValueError(f"shares: predicted: the TRM has no topology {', '.join(missing)} ({trm.topologies})")
-        return [allocate(n, [p[name] for name in names]) for p in predicted], costs
+            raise ValueError(f"shares: {shares}: the TRM has no topology {', '.join(missing)} ({trm.topologies})")
+        weights = [[p[name] for name in names] for p in predicted]
+        if shares == "routed":  # one-hot on the best (ties: the earlier topology)
+            weights = [[float(i == w.index(max(w))) for i in range(len(w))] for w in weights]
+        return [allocate(n, w) for w in weights], costs
 
     def choose(self, chunk: Chunk, problem: Problem, responses: list[Outcome], usage: Usage) -> Outcome:
         usage = replace(usage)
