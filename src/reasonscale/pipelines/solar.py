@@ -186,9 +186,10 @@ def train_reward_models(
         models["reward"] = str(train_reward(cfg, progress=progress).path)
         scores["reward"] = RewardModelVerifier(models["reward"], None).rewards(prompts, responses)[0]
         metrics["reward"] = trm_metrics(test, scores["reward"], None)
-    for name in sorted(scores.keys() - {"m-trm"} if "m-trm" in scores else ()):
-        difference, se = paired_selection(test, scores["m-trm"], scores[name])
-        metrics["m-trm"] |= {f"selection_minus_{name}": difference, f"selection_minus_{name}_se": se}
+    if "m-trm" in scores:  # the M-TRM's selection minus each other answer scorer's, paired over questions
+        for name in sorted(scores.keys() - {"m-trm"}):
+            difference, se = paired_selection(test, scores["m-trm"], scores[name])
+            metrics["m-trm"] |= {f"selection_minus_{name}": difference, f"selection_minus_{name}_se": se}
     return {"models": models, "metrics": metrics, "train_responses": len(train), "test_responses": len(test)}
 
 
